@@ -1,0 +1,48 @@
+# Every target that runs Python first makes sure .venv matches pyproject.toml (and constraints.txt).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DURATION ?=
+RUN_ARGS ?= $(if $(DURATION),--duration $(DURATION),)
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test test-unit test-integration lint format schemas bench clean
+
+help: ## List every target
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-18s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev]'
+	@touch $(STAMP)
+
+venv: $(STAMP) ## Create or refresh .venv from pyproject.toml
+
+run: $(STAMP) ## Run the whole pipeline on embedded broker and database (DURATION=30 to stop by itself)
+	$(BIN)/parley run $(RUN_ARGS)
+
+test: $(STAMP) ## Run all tests (unit and integration, real broker and database)
+	$(BIN)/python -m pytest
+
+test-unit: $(STAMP) ## Run the fast unit tests only
+	$(BIN)/python -m pytest tests/unit
+
+test-integration: $(STAMP) ## Run the integration tests only
+	$(BIN)/python -m pytest tests/integration
+
+lint: $(STAMP) ## ruff and mypy --strict on services/ and schemas/
+	$(BIN)/ruff check services schemas tests
+	$(BIN)/ruff format --check services schemas tests
+	$(BIN)/mypy
+
+format: $(STAMP) ## Apply ruff's formatter and safe fixes
+	$(BIN)/ruff check --fix services schemas tests
+	$(BIN)/ruff format services schemas tests
+
+bench: $(STAMP) ## Run the benchmarks and print figures
+	$(BIN)/parley run --duration 60 --rate 2000
+
+clean: ## Remove .venv and local state under .parley/
+	rm -rf $(VENV) .parley .mypy_cache .ruff_cache .pytest_cache

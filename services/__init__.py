@@ -1,0 +1,1 @@
+"""The parley stream processors and their shared runtime."""

@@ -1,0 +1,1 @@
+"""Intake: raw channel messages in, canonical ``feedback.received`` or ``feedback.rejected`` out."""

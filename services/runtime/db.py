@@ -1,0 +1,149 @@
+"""PostgreSQL: connection pool, migrations, and the two mechanisms every consumer shares.
+
+- ``claim_message``: the idempotency record. A consumer inserts (consumer, message key) in the
+  same transaction as its state change; a redelivered message finds its row and changes nothing.
+- ``add_to_outbox``: events a state change emits are written in that same transaction and
+  published afterwards by the relay (services.runtime.outbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import asyncpg
+
+from services.runtime.errors import ConfigurationError
+from services.runtime.kafka import Record
+
+log = logging.getLogger(__name__)
+
+# Arbitrary but fixed: every process that migrates takes this advisory lock first.
+MIGRATION_LOCK_KEY = 0x7061726C6579  # "parley"
+OUTBOX_CHANNEL = "parley_outbox"
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations() -> list[Migration]:
+    """Migrations are ``NNNN_name.sql`` files in services/runtime/migrations, applied in order."""
+    folder = resources.files("services.runtime").joinpath("migrations")
+    found: list[Migration] = []
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        number, _, rest = entry.name.partition("_")
+        if not number.isdigit():
+            raise ConfigurationError(f"migration file {entry.name} must start with a number")
+        found.append(Migration(int(number), rest.removesuffix(".sql"), entry.read_text(encoding="utf-8")))
+    found.sort(key=lambda m: m.version)
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise ConfigurationError(f"two migrations share a number: {versions}")
+    return found
+
+
+async def migrate(conn: asyncpg.Connection) -> list[str]:
+    """Apply every migration not yet applied, each once, each in its own transaction.
+
+    Safe for several processes at once: they queue on one advisory lock, and the later ones find
+    the work done. A changed migration that was already applied is an error, not a silent skip.
+    """
+    applied_now: list[str] = []
+    await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+    try:
+        await conn.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version integer PRIMARY KEY,
+                   name text NOT NULL,
+                   checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
+        applied = {row["version"]: row["checksum"] for row in await conn.fetch(
+            "SELECT version, checksum FROM schema_migrations")}
+        for migration in load_migrations():
+            if migration.version in applied:
+                if applied[migration.version] != migration.checksum:
+                    raise ConfigurationError(
+                        f"migration {migration.version}_{migration.name} changed after it was applied; "
+                        "add a new migration instead"
+                    )
+                continue
+            async with conn.transaction():
+                await conn.execute(migration.sql)
+                await conn.execute(
+                    "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+                    migration.version, migration.name, migration.checksum,
+                )
+            applied_now.append(f"{migration.version:04d}_{migration.name}")
+            log.info("migration applied", extra={"migration": applied_now[-1]})
+    finally:
+        await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    return applied_now
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect_pool(url: str, *, min_size: int, max_size: int, timeout_seconds: float = 30.0) -> asyncpg.Pool:
+    """Open a pool, waiting for the server to come up, then apply migrations."""
+    deadline = asyncio.get_running_loop().time() + timeout_seconds
+    while True:
+        try:
+            pool: asyncpg.Pool = await asyncpg.create_pool(
+                url, min_size=min_size, max_size=max_size, init=_init_connection
+            )
+            break
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise ConfigurationError(f"database unreachable after {timeout_seconds} s: {exc}") from exc
+            await asyncio.sleep(0.5)
+    async with pool.acquire() as conn:
+        await migrate(conn)
+    return pool
+
+
+async def claim_message(conn: asyncpg.Connection, consumer: str, message_key: str) -> bool:
+    """Record that ``consumer`` handled ``message_key``; False when it already had."""
+    inserted: str | None = await conn.fetchval(
+        """INSERT INTO processed_messages (consumer, message_key) VALUES ($1, $2)
+           ON CONFLICT DO NOTHING RETURNING message_key""",
+        consumer, message_key,
+    )
+    return inserted is not None
+
+
+def headers_to_json(headers: list[tuple[str, bytes]]) -> list[list[str]]:
+    return [[name, value.decode("utf-8", "backslashreplace")] for name, value in headers]
+
+
+async def add_to_outbox(conn: asyncpg.Connection, source: str, records: list[Record]) -> None:
+    """Queue records for publication, inside the caller's transaction."""
+    if not records:
+        return
+    await conn.executemany(
+        "INSERT INTO outbox (source, topic, key, value, headers) VALUES ($1, $2, $3, $4, $5)",
+        [(source, r.topic, r.key, r.value, headers_to_json(r.headers)) for r in records],
+    )
+    # Delivered at commit: wakes the relay without waiting for its next poll.
+    await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, source)
+
+
+def json_value(value: Any) -> Any:
+    """jsonb columns take plain JSON-able values."""
+    return json.loads(json.dumps(value, default=str))

@@ -1,0 +1,45 @@
+"""Dead letters: the original record, unchanged, with headers that say why and where it came from."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from schemas.feedback import REJECTION_HEADER_PREFIX, DeadLetterHeaders
+from services.runtime.kafka import Headers, Record
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A consumed record, free of any client library's types."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    headers: Headers
+    timestamp_ms: int | None = None
+
+    def header(self, name: str) -> bytes | None:
+        for header_name, value in self.headers:
+            if header_name == name:
+                return value
+        return None
+
+
+def dead_letter_record(
+    message: InboundMessage, *, target_topic: str, reason: str, detail: str, processor: str, now: datetime
+) -> Record:
+    headers = DeadLetterHeaders(
+        reason=reason,
+        detail=detail[:1000],
+        source_topic=message.topic,
+        source_partition=message.partition,
+        source_offset=message.offset,
+        rejected_at=now,
+        processor=processor,
+    ).to_kafka_headers()
+    # Keep the original headers (a channel's trace ids), minus any rejection headers of an earlier hop.
+    kept = [(name, value) for name, value in message.headers if not name.startswith(REJECTION_HEADER_PREFIX)]
+    return Record(target_topic, message.key, message.value, headers + kept)

@@ -1,0 +1,41 @@
+"""Resolve where the broker and database are: configured ones, or embedded ones started here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+
+from services.runtime.embedded import start_embedded_broker, start_embedded_database
+from services.runtime.logs import configure_logging
+from services.runtime.settings import Settings
+from services.runtime.worker import Connections, ProcessorApp, run_worker
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def provide_connections(settings: Settings) -> Iterator[Connections]:
+    """Yield connections; embedded parts started here stop when the block ends."""
+    with ExitStack() as stack:
+        if settings.kafka_bootstrap_servers:
+            bootstrap = settings.kafka_bootstrap_servers
+        else:
+            broker = start_embedded_broker(settings.data_dir / "logs" / "broker.log")
+            stack.callback(broker.stop)
+            bootstrap = broker.bootstrap_servers
+        if settings.database_url is not None:
+            database_url = settings.database_url.get_secret_value()
+        else:
+            database = start_embedded_database(settings.data_dir / "pgdata")
+            stack.callback(database.stop)
+            database_url = database.url
+        yield Connections(bootstrap_servers=bootstrap, database_url=database_url)
+
+
+def serve(create_app: Callable[[Settings, Connections], ProcessorApp]) -> None:
+    """Entry point of every ``python -m services.<processor>``: settings, logging, connections, worker."""
+    settings = Settings()
+    configure_logging(settings)
+    with provide_connections(settings) as connections:
+        run_worker(create_app(settings, connections))

@@ -1,0 +1,99 @@
+"""The outbox relay: publishes what state changes queued in the ``outbox`` table, in order.
+
+One relay per source publishes at a time (a transaction-scoped advisory lock), so a source's
+records leave in the order they were written; other workers of the same processor stand by.
+Rows are deleted only after the broker acknowledged them, in the same transaction that locked
+them: a crash in between publishes them again, and consumers drop the repeat by event id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from services.runtime.db import OUTBOX_CHANNEL
+
+log = logging.getLogger(__name__)
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        producer: AIOKafkaProducer,
+        source: str,
+        *,
+        batch_size: int,
+        poll_interval_seconds: float,
+        max_backoff_seconds: float,
+    ) -> None:
+        self._pool = pool
+        self._producer = producer
+        self._source = source
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval_seconds
+        self._max_backoff = max_backoff_seconds
+        self._wakeup = asyncio.Event()
+        self.published_total = 0
+
+    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        if payload == self._source:
+            self._wakeup.set()
+
+    async def run(self) -> None:
+        """Publish until cancelled."""
+        listener: asyncpg.Connection = await self._pool.acquire()
+        await listener.add_listener(OUTBOX_CHANNEL, self._on_notify)
+        backoff = self._poll_interval
+        try:
+            while True:
+                try:
+                    published = await self.publish_batch()
+                    backoff = self._poll_interval
+                except Exception as exc:  # noqa: BLE001 - any failure: rows stay, retry
+                    # Rows stay in the outbox; the next attempt publishes them again.
+                    log.warning("outbox publish failed; will retry",
+                                extra={"source": self._source, "error": type(exc).__name__})
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, self._max_backoff)
+                    continue
+                if published < self._batch_size:
+                    self._wakeup.clear()
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(OUTBOX_CHANNEL, self._on_notify)
+            await self._pool.release(listener)
+
+    async def publish_batch(self) -> int:
+        async with self._pool.acquire() as conn, conn.transaction():
+            locked = await conn.fetchval(
+                "SELECT pg_try_advisory_xact_lock(hashtext('parley.outbox'), hashtext($1))", self._source
+            )
+            if not locked:
+                return 0
+            rows = await conn.fetch(
+                "SELECT id, topic, key, value, headers FROM outbox WHERE source = $1 ORDER BY id LIMIT $2",
+                self._source, self._batch_size,
+            )
+            if not rows:
+                return 0
+            deliveries = [
+                await self._producer.send(
+                    row["topic"],
+                    value=row["value"],
+                    key=row["key"],
+                    headers=[(name, value.encode()) for name, value in row["headers"]],
+                )
+                for row in rows
+            ]
+            await asyncio.gather(*deliveries)
+            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows])
+        self.published_total += len(rows)
+        return len(rows)

@@ -1,0 +1,106 @@
+"""All configuration, read from the environment (prefix ``PARLEY_``) through pydantic-settings.
+
+The two connection settings also answer to their conventional unprefixed names,
+``KAFKA_BOOTSTRAP_SERVERS`` and ``DATABASE_URL``. Leave them unset and the embedded broker and
+database start instead.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class SecurityProtocol(StrEnum):
+    PLAINTEXT = "PLAINTEXT"
+    SSL = "SSL"
+    SASL_PLAINTEXT = "SASL_PLAINTEXT"
+    SASL_SSL = "SASL_SSL"
+
+
+class SaslMechanism(StrEnum):
+    PLAIN = "PLAIN"
+    SCRAM_SHA_256 = "SCRAM-SHA-256"
+    SCRAM_SHA_512 = "SCRAM-SHA-512"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    TEXT = "text"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore", frozen=True)
+
+    # ---- broker ----
+    kafka_bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PARLEY_KAFKA_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="host:port[,host:port]; unset starts the embedded broker.",
+    )
+    kafka_security_protocol: SecurityProtocol = SecurityProtocol.PLAINTEXT
+    kafka_sasl_mechanism: SaslMechanism = SaslMechanism.SCRAM_SHA_512
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_partitions: PositiveInt = Field(default=6, description="Partitions of every topic we create.")
+    kafka_replication_factor: PositiveInt = 1
+    kafka_session_timeout_seconds: PositiveFloat | None = Field(
+        default=None, description="Consumer-group session timeout; unset: 2 s embedded, 10 s on Kafka."
+    )
+    kafka_heartbeat_interval_seconds: PositiveFloat | None = Field(
+        default=None, description="Unset: a third of the session timeout, at most 3 s."
+    )
+    kafka_max_message_bytes: PositiveInt = Field(
+        default=10 * 1024 * 1024, description="Largest record on raw and rejected topics."
+    )
+    kafka_topic_prefix: str = Field(default="", description="Prepended to every topic name (shared clusters).")
+
+    # ---- database ----
+    database_url: SecretStr | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PARLEY_DATABASE_URL", "DATABASE_URL"),
+        description="postgresql://…; unset starts the embedded PostgreSQL.",
+    )
+    database_pool_min: PositiveInt = 1
+    database_pool_max: PositiveInt = 5
+
+    # ---- local state ----
+    data_dir: Path = Field(default=Path(".parley"), description="Embedded database files and run logs.")
+
+    # ---- processing ----
+    intake_max_body_bytes: PositiveInt = Field(
+        default=256 * 1024, description="Raw messages larger than this are rejected as too_large."
+    )
+    retry_initial_backoff_seconds: PositiveFloat = 0.2
+    retry_max_backoff_seconds: PositiveFloat = 30.0
+    outbox_batch_size: PositiveInt = 500
+    outbox_poll_interval_seconds: PositiveFloat = 0.5
+
+    # ---- observability ----
+    log_level: str = "INFO"
+    log_format: LogFormat = LogFormat.JSON
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    def session_timeout_seconds(self) -> float:
+        if self.kafka_session_timeout_seconds is not None:
+            return self.kafka_session_timeout_seconds
+        # The embedded broker accepts short sessions, which make workers ready in seconds;
+        # Kafka's default group.min.session.timeout.ms rejects anything under 6 s.
+        return 2.0 if self.uses_embedded_broker else 10.0
+
+    def heartbeat_interval_seconds(self) -> float:
+        if self.kafka_heartbeat_interval_seconds is not None:
+            return self.kafka_heartbeat_interval_seconds
+        return min(self.session_timeout_seconds() / 4, 3.0)
+
+    def topic(self, name: str) -> str:
+        return f"{self.kafka_topic_prefix}{name}"

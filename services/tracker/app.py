@@ -1,0 +1,49 @@
+"""Tracker's faust agent: the only place the tracker touches topics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas import topics
+from schemas.feedback import FeedbackReceivedEvent, RejectReason
+from services.runtime.deadletter import InboundMessage
+from services.runtime.errors import PermanentError, describe_validation_error
+from services.runtime.kafka import Record, event_record
+from services.runtime.settings import Settings
+from services.runtime.worker import Connections, ProcessorApp
+from services.tracker import logic, store
+
+PROCESSOR = "tracker"
+
+
+def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
+    app = ProcessorApp(
+        PROCESSOR, settings, connections,
+        topics_to_create=topics.ALL_TOPICS,
+        dead_letter_topic=topics.dead_letter_topic(PROCESSOR),
+        relays_outbox=True,
+    )
+    tracking_topic = settings.topic(topics.CASE_TRACKING)
+
+    async def handle(message: InboundMessage) -> None:
+        try:
+            feedback = FeedbackReceivedEvent.model_validate_json(message.value)
+        except ValidationError as exc:
+            raise PermanentError(RejectReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from exc
+        async with store.unit_of_work(app.pool) as work:
+            if not await work.claim(feedback.id):
+                return  # redelivered: already on record
+            referenced = await work.load_case(feedback.data.case_id) if feedback.data.case_id else None
+            decision = logic.on_feedback(feedback, referenced)
+            records = []
+            if isinstance(decision, logic.OpenCase):
+                records.append(event_record(tracking_topic, str(decision.case_id), decision.opened_event))
+            await work.apply(decision, feedback.id, feedback.type, message.value.decode(), records)
+
+    @app.agent(app.topic(settings.topic(topics.FEEDBACK_RECEIVED)), name="tracker")  # type: ignore[untyped-decorator]
+    async def tracker(stream: Any) -> None:
+        await app.consume(stream, handle)
+
+    return app
