@@ -26,5 +26,9 @@ RAW_TOPICS: tuple[str, ...] = tuple(raw_topic(channel) for channel in Channel)
 LARGE_RECORD_TOPICS: frozenset[str] = frozenset({*RAW_TOPICS, FEEDBACK_REJECTED, dead_letter_topic("tracker")})
 
 ALL_TOPICS: tuple[str, ...] = (
-    *RAW_TOPICS, FEEDBACK_RECEIVED, FEEDBACK_REJECTED, CASE_TRACKING, dead_letter_topic("tracker"),
+    *RAW_TOPICS,
+    FEEDBACK_RECEIVED,
+    FEEDBACK_REJECTED,
+    CASE_TRACKING,
+    dead_letter_topic("tracker"),
 )

@@ -23,14 +23,15 @@ PROCESSOR = "intake"
 
 def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
     app = ProcessorApp(
-        PROCESSOR, settings, connections,
+        PROCESSOR,
+        settings,
+        connections,
         topics_to_create=topics.ALL_TOPICS,
         dead_letter_topic=topics.FEEDBACK_REJECTED,
         relays_outbox=True,
     )
     channel_by_topic = {settings.topic(topics.raw_topic(channel)): channel for channel in Channel}
     received_topic = settings.topic(topics.FEEDBACK_RECEIVED)
-    app.duplicates_total = 0
 
     async def handle(message: InboundMessage) -> None:
         channel = channel_by_topic.get(message.topic)
@@ -46,12 +47,12 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
             raise PermanentError(outcome.reason, outcome.detail)
         record = event_record(received_topic, outcome.key, outcome.event)
         if not await store.accept_once(app.pool, outcome.dedupe_key, record):
-            app.duplicates_total += 1
+            app.counters["duplicates"] += 1
             log.info("duplicate dropped", extra={"channel": channel.value, "event_id": str(outcome.event.id)})
 
     raw_topics = app.topic(*channel_by_topic)
 
-    @app.agent(raw_topics, name="intake")  # type: ignore[untyped-decorator]
+    @app.agent(raw_topics, name="intake")
     async def intake(stream: Any) -> None:
         await app.consume(stream, handle)
 

@@ -62,9 +62,7 @@ def detect_language(text: str) -> Language:
     return Language.ZH_HANT if traditional > simplified else Language.ZH_HANS
 
 
-def normalise(
-    channel: Channel, value: bytes, *, received_at: datetime, max_body_bytes: int
-) -> Accepted | Rejected:
+def normalise(channel: Channel, value: bytes, *, received_at: datetime, max_body_bytes: int) -> Accepted | Rejected:
     """Turn one raw record of ``channel`` into a canonical event, or a rejection with a reason."""
     if len(value) > max_body_bytes:
         return Rejected(RejectReason.TOO_LARGE, f"{len(value)} bytes; the limit is {max_body_bytes}")
@@ -104,7 +102,7 @@ def _accept(channel: Channel, raw: RawFeedback, text: str, received_at: datetime
         text=text,
         language=detect_language(text),
         sent_at=raw.sent_at,
-        details=details,  # type: ignore[arg-type]  # one of the union's members, by construction
+        details=details,
     )
     event = FeedbackReceivedEvent(
         id=feedback_id(channel, raw.message_id),

@@ -14,12 +14,18 @@ import json
 import logging
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
 from services.runtime.errors import ConfigurationError
 from services.runtime.kafka import Record
+
+if TYPE_CHECKING:
+    from asyncpg.pool import PoolConnectionProxy
+
+    # What a pool hands out and what connect() returns; both serve every query here.
+    DbConnection: TypeAlias = asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +63,7 @@ def load_migrations() -> list[Migration]:
     return found
 
 
-async def migrate(conn: asyncpg.Connection) -> list[str]:
+async def migrate(conn: DbConnection) -> list[str]:
     """Apply every migration not yet applied, each once, each in its own transaction.
 
     Safe for several processes at once: they queue on one advisory lock, and the later ones find
@@ -73,8 +79,10 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
                    checksum text NOT NULL,
                    applied_at timestamptz NOT NULL DEFAULT now())"""
         )
-        applied = {row["version"]: row["checksum"] for row in await conn.fetch(
-            "SELECT version, checksum FROM schema_migrations")}
+        applied = {
+            row["version"]: row["checksum"]
+            for row in await conn.fetch("SELECT version, checksum FROM schema_migrations")
+        }
         for migration in load_migrations():
             if migration.version in applied:
                 if applied[migration.version] != migration.checksum:
@@ -87,7 +95,9 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
                 await conn.execute(migration.sql)
                 await conn.execute(
                     "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
-                    migration.version, migration.name, migration.checksum,
+                    migration.version,
+                    migration.name,
+                    migration.checksum,
                 )
             applied_now.append(f"{migration.version:04d}_{migration.name}")
             log.info("migration applied", extra={"migration": applied_now[-1]})
@@ -96,7 +106,7 @@ async def migrate(conn: asyncpg.Connection) -> list[str]:
     return applied_now
 
 
-async def _init_connection(conn: asyncpg.Connection) -> None:
+async def _init_connection(conn: DbConnection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
@@ -118,12 +128,13 @@ async def connect_pool(url: str, *, min_size: int, max_size: int, timeout_second
     return pool
 
 
-async def claim_message(conn: asyncpg.Connection, consumer: str, message_key: str) -> bool:
+async def claim_message(conn: DbConnection, consumer: str, message_key: str) -> bool:
     """Record that ``consumer`` handled ``message_key``; False when it already had."""
     inserted: str | None = await conn.fetchval(
         """INSERT INTO processed_messages (consumer, message_key) VALUES ($1, $2)
            ON CONFLICT DO NOTHING RETURNING message_key""",
-        consumer, message_key,
+        consumer,
+        message_key,
     )
     return inserted is not None
 
@@ -132,7 +143,7 @@ def headers_to_json(headers: list[tuple[str, bytes]]) -> list[list[str]]:
     return [[name, value.decode("utf-8", "backslashreplace")] for name, value in headers]
 
 
-async def add_to_outbox(conn: asyncpg.Connection, source: str, records: list[Record]) -> None:
+async def add_to_outbox(conn: DbConnection, source: str, records: list[Record]) -> None:
     """Queue records for publication, inside the caller's transaction."""
     if not records:
         return
@@ -142,8 +153,3 @@ async def add_to_outbox(conn: asyncpg.Connection, source: str, records: list[Rec
     )
     # Delivered at commit: wakes the relay without waiting for its next poll.
     await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, source)
-
-
-def json_value(value: Any) -> Any:
-    """jsonb columns take plain JSON-able values."""
-    return json.loads(json.dumps(value, default=str))

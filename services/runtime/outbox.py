@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -41,13 +40,13 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self.published_total = 0
 
-    def _on_notify(self, _conn: Any, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
         if payload == self._source:
             self._wakeup.set()
 
     async def run(self) -> None:
         """Publish until cancelled."""
-        listener: asyncpg.Connection = await self._pool.acquire()
+        listener = await self._pool.acquire()
         await listener.add_listener(OUTBOX_CHANNEL, self._on_notify)
         backoff = self._poll_interval
         try:
@@ -55,10 +54,12 @@ class OutboxRelay:
                 try:
                     published = await self.publish_batch()
                     backoff = self._poll_interval
-                except Exception as exc:  # noqa: BLE001 - any failure: rows stay, retry
+                except Exception as exc:
                     # Rows stay in the outbox; the next attempt publishes them again.
-                    log.warning("outbox publish failed; will retry",
-                                extra={"source": self._source, "error": type(exc).__name__})
+                    log.warning(
+                        "outbox publish failed; will retry",
+                        extra={"source": self._source, "error": type(exc).__name__},
+                    )
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, self._max_backoff)
                     continue
@@ -80,7 +81,8 @@ class OutboxRelay:
                 return 0
             rows = await conn.fetch(
                 "SELECT id, topic, key, value, headers FROM outbox WHERE source = $1 ORDER BY id LIMIT $2",
-                self._source, self._batch_size,
+                self._source,
+                self._batch_size,
             )
             if not rows:
                 return 0

@@ -11,10 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -94,7 +95,7 @@ def _faust_credentials(security: dict[str, Any]) -> Any:
     return security["ssl_context"]
 
 
-class ProcessorApp(faust.App):  # type: ignore[misc]  # faust ships no type information
+class ProcessorApp(faust.App):
     """One processor: its faust app id is its consumer group; it owns a pool, a producer and a relay."""
 
     def __init__(
@@ -109,7 +110,8 @@ class ProcessorApp(faust.App):  # type: ignore[misc]  # faust ships no type info
     ) -> None:
         options = faust_options(settings, connections, processor)
         Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(f"parley-{processor}", **options)
+        # The app id is the consumer group: prefixed like the topics, so deployments sharing a cluster stay apart.
+        super().__init__(settings.topic(f"parley-{processor}"), **options)
         self.processor = processor
         self.settings = settings
         self.connections = connections
@@ -120,9 +122,8 @@ class ProcessorApp(faust.App):  # type: ignore[misc]  # faust ships no type info
         self._direct_producer: AIOKafkaProducer | None = None
         self.relay: OutboxRelay | None = None
         self._relay_task: asyncio.Task[None] | None = None
-        self.processed_total = 0
-        self.dead_lettered_total = 0
-        self.retries_total = 0
+        self.counters: Counter[str] = Counter()
+        """processed, dead_lettered, retries, and what a processor adds (duplicates, …)."""
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -146,7 +147,9 @@ class ProcessorApp(faust.App):  # type: ignore[misc]  # faust ships no type info
         if self._relays_outbox:
             assert self._direct_producer is not None
             self.relay = OutboxRelay(
-                self.pool, self._direct_producer, self.processor,
+                self.pool,
+                self._direct_producer,
+                self.processor,
                 batch_size=self.settings.outbox_batch_size,
                 poll_interval_seconds=self.settings.outbox_poll_interval_seconds,
                 max_backoff_seconds=self.settings.retry_max_backoff_seconds,
@@ -185,17 +188,23 @@ class ProcessorApp(faust.App):  # type: ignore[misc]  # faust ships no type info
         while True:
             try:
                 await handler(message)
-                self.processed_total += 1
+                self.counters["processed"] += 1
                 return
             except PermanentError as exc:
                 await self.dead_letter(message, exc.reason, exc.detail)
                 return
             except TRANSIENT_ERRORS as exc:
-                self.retries_total += 1
+                self.counters["retries"] += 1
                 log.warning(
                     "transient failure; retrying the same record",
-                    extra={"processor": self.processor, "topic": message.topic, "partition": message.partition,
-                           "offset": message.offset, "error": type(exc).__name__, "backoff_seconds": backoff},
+                    extra={
+                        "processor": self.processor,
+                        "topic": message.topic,
+                        "partition": message.partition,
+                        "offset": message.offset,
+                        "error": type(exc).__name__,
+                        "backoff_seconds": backoff,
+                    },
                 )
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_seconds)
@@ -210,13 +219,24 @@ class ProcessorApp(faust.App):  # type: ignore[misc]  # faust ships no type info
 
     async def dead_letter(self, message: InboundMessage, reason: str, detail: str) -> None:
         record = dead_letter_record(
-            message, target_topic=self.settings.topic(self.dead_letter_topic), reason=reason, detail=detail,
-            processor=self.processor, now=datetime.now(UTC),
+            message,
+            target_topic=self.settings.topic(self.dead_letter_topic),
+            reason=reason,
+            detail=detail,
+            processor=self.processor,
+            now=datetime.now(UTC),
         )
         await self.publish_now(record)
-        self.dead_lettered_total += 1
-        log.info("record dead-lettered", extra={"processor": self.processor, "reason": reason,
-                                               "topic": message.topic, "offset": message.offset})
+        self.counters["dead_lettered"] += 1
+        log.info(
+            "record dead-lettered",
+            extra={
+                "processor": self.processor,
+                "reason": reason,
+                "topic": message.topic,
+                "offset": message.offset,
+            },
+        )
 
     async def publish_now(self, record: Record) -> None:
         """Publish and wait for the broker's ack, retrying until it comes: the record is not lost."""

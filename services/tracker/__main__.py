@@ -1,7 +1,7 @@
 """`python -m services.tracker`: one tracker worker. Scale by starting more, up to the partition count."""
 
-from services.tracker.app import create_app
 from services.runtime.infra import serve
+from services.tracker.app import create_app
 
 if __name__ == "__main__":
     serve(create_app)

@@ -10,7 +10,7 @@ from schemas import topics
 from schemas.feedback import FeedbackReceivedEvent, RejectReason
 from services.runtime.deadletter import InboundMessage
 from services.runtime.errors import PermanentError, describe_validation_error
-from services.runtime.kafka import Record, event_record
+from services.runtime.kafka import event_record
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
 from services.tracker import logic, store
@@ -20,7 +20,9 @@ PROCESSOR = "tracker"
 
 def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
     app = ProcessorApp(
-        PROCESSOR, settings, connections,
+        PROCESSOR,
+        settings,
+        connections,
         topics_to_create=topics.ALL_TOPICS,
         dead_letter_topic=topics.dead_letter_topic(PROCESSOR),
         relays_outbox=True,
@@ -42,7 +44,7 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
                 records.append(event_record(tracking_topic, str(decision.case_id), decision.opened_event))
             await work.apply(decision, feedback.id, feedback.type, message.value.decode(), records)
 
-    @app.agent(app.topic(settings.topic(topics.FEEDBACK_RECEIVED)), name="tracker")  # type: ignore[untyped-decorator]
+    @app.agent(app.topic(settings.topic(topics.FEEDBACK_RECEIVED)), name="tracker")
     async def tracker(stream: Any) -> None:
         await app.consume(stream, handle)
 

@@ -9,7 +9,7 @@ from datetime import datetime
 
 import asyncpg
 
-from services.runtime.db import add_to_outbox, claim_message
+from services.runtime.db import DbConnection, add_to_outbox, claim_message
 from services.runtime.kafka import Record
 from services.tracker.logic import AttachToCase, CaseState, CaseStatus, Decision, OpenCase
 
@@ -19,7 +19,7 @@ CONSUMER = "tracker"
 class CaseUnitOfWork:
     """One consumed event's database work; everything commits together or not at all."""
 
-    def __init__(self, conn: asyncpg.Connection) -> None:
+    def __init__(self, conn: DbConnection) -> None:
         self._conn = conn
 
     async def claim(self, event_id: uuid.UUID) -> bool:
@@ -30,21 +30,34 @@ class CaseUnitOfWork:
         return None if row is None else CaseState(row["case_id"], CaseStatus(row["status"]))
 
     async def record_event(
-        self, event_id: uuid.UUID, case_id: uuid.UUID, event_type: str, occurred_at: datetime, payload_json: str
+        self,
+        event_id: uuid.UUID,
+        case_id: uuid.UUID,
+        event_type: str,
+        occurred_at: datetime,
+        payload_json: str,
     ) -> None:
         await self._conn.execute(
             """INSERT INTO case_events (event_id, case_id, event_type, occurred_at, payload)
                VALUES ($1, $2, $3, $4, $5::text::jsonb)""",
-            event_id, case_id, event_type, occurred_at, payload_json,
+            event_id,
+            case_id,
+            event_type,
+            occurred_at,
+            payload_json,
         )
 
-    async def apply(self, decision: Decision, cause_id: uuid.UUID, cause_type: str, cause_json: str,
-                    records: list[Record]) -> None:
+    async def apply(
+        self, decision: Decision, cause_id: uuid.UUID, cause_type: str, cause_json: str, records: list[Record]
+    ) -> None:
         if isinstance(decision, OpenCase):
             await self._conn.execute(
                 """INSERT INTO cases (case_id, customer_ref, channel, status, opened_at, updated_at)
                    VALUES ($1, $2, $3, $4, $5, $5)""",
-                decision.case_id, decision.customer_ref, decision.channel.value, CaseStatus.OPENED.value,
+                decision.case_id,
+                decision.customer_ref,
+                decision.channel.value,
+                CaseStatus.OPENED.value,
                 decision.opened_at,
             )
             await self.record_event(cause_id, decision.case_id, cause_type, decision.opened_at, cause_json)
@@ -54,7 +67,8 @@ class CaseUnitOfWork:
             await self._conn.execute(
                 """UPDATE cases SET updated_at = greatest(updated_at, $2), feedback_count = feedback_count + 1
                    WHERE case_id = $1""",
-                decision.case_id, decision.at,
+                decision.case_id,
+                decision.at,
             )
             await self.record_event(cause_id, decision.case_id, cause_type, decision.at, cause_json)
         await add_to_outbox(self._conn, CONSUMER, records)
