@@ -11,11 +11,21 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field, NonNegativeInt
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, NonNegativeInt
 
 from schemas.base import ConsumedModel, PublishedModel
 
 ShortText = Annotated[str, Field(max_length=200)]
+
+
+def _iso_8601_only(value: object) -> object:
+    """Times arrive as ISO 8601 text with an offset; a bare number is a sender's bug, not epoch seconds."""
+    if isinstance(value, int | float):
+        raise ValueError("a time must be ISO 8601 text with a UTC offset, e.g. 2026-11-22T09:15:00+08:00")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
 
 class Channel(StrEnum):
@@ -73,7 +83,7 @@ class SocialFields(BaseModel):
     post_id: ShortText
     author_handle: ShortText
     url: Annotated[str, Field(max_length=2000)] | None = None
-    posted_at: AwareDatetime
+    posted_at: Timestamp
     reach: SocialReach
 
 
@@ -92,7 +102,7 @@ class LetterFields(BaseModel):
 class RegulatorFields(BaseModel):
     regulator: Regulator
     source_reference: ShortText
-    response_due_by: AwareDatetime | None = None
+    response_due_by: Timestamp | None = None
 
 
 # ---- raw events (consumed, tolerant) ----
@@ -103,7 +113,7 @@ class RawFeedback(ConsumedModel):
 
     message_id: Annotated[str, Field(min_length=1, max_length=200)]
     """The channel system's own id for this message; a retry must repeat it."""
-    sent_at: AwareDatetime
+    sent_at: Timestamp
     channel: str | None = None
     """Optional; when present it must name the topic's channel."""
     customer_id: ShortText | None = None

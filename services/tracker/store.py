@@ -6,12 +6,16 @@ import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import asyncpg
 
-from services.runtime.db import DbConnection, add_to_outbox, claim_message
+from services.runtime.db import add_to_outbox, claim_message
 from services.runtime.kafka import Record
 from services.tracker.logic import AttachToCase, CaseState, CaseStatus, Decision, OpenCase
+
+if TYPE_CHECKING:
+    from services.runtime.db import DbConnection
 
 CONSUMER = "tracker"
 

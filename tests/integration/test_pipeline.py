@@ -1,0 +1,149 @@
+"""Intake and tracker through the real broker and database, as separate worker processes."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas import topics
+from schemas.channels import Channel
+from schemas.feedback import FeedbackReceivedEvent, rejection_header
+from schemas.tracking import CaseOpenedEvent
+from tests.integration.conftest import Pipeline, read_topic, wait_for_rows
+from tests.samples import encode, raw_message
+
+pytestmark = pytest.mark.integration
+
+
+def _header(record: object, name: str) -> str:
+    return dict(record.headers)[name].decode()  # type: ignore[attr-defined]
+
+
+async def test_every_channel_reaches_a_case_and_bad_input_is_rejected_with_reasons(
+    pipeline: Pipeline, producer: AIOKafkaProducer, db: asyncpg.Connection
+) -> None:
+    pipeline.start("intake")
+    pipeline.start("tracker")
+    sent_valid: dict[str, Channel] = {}
+    for channel in Channel:
+        for n in range(3):
+            message_id = f"{channel.value}-{n}"
+            body = encode(raw_message(channel, message_id))
+            await producer.send_and_wait(pipeline.topic(topics.raw_topic(channel)), body, key=message_id.encode())
+            sent_valid[message_id] = channel
+    # A channel system's retries: the same message again, byte for byte, and once re-serialised.
+    await producer.send_and_wait(
+        pipeline.topic("feedback.raw.hotline"), encode(raw_message(Channel.HOTLINE, "hotline-0"))
+    )
+    await producer.send_and_wait(
+        pipeline.topic("feedback.raw.app"), json.dumps(raw_message(Channel.APP, "app-1"), indent=2).encode()
+    )
+    bad = {
+        "invalid_json": (Channel.APP, b'{"message_id": "x", '),
+        "not_an_object": (Channel.APP, b'["message_id", "x"]'),
+        "schema_violation": (Channel.HOTLINE, encode(raw_message(Channel.HOTLINE, "h-bad", sent_at=12345))),
+        "empty_text": (Channel.BRANCH, encode(raw_message(Channel.BRANCH, "b-empty", text="  \n "))),
+        "unknown_channel": (Channel.SOCIAL, encode(raw_message(Channel.SOCIAL, "s-fax", channel="fax"))),
+        "channel_mismatch": (Channel.LETTER, encode(raw_message(Channel.LETTER, "l-mis", channel="app"))),
+        "invalid_encoding": (Channel.REGULATOR, "监管转办".encode("gb18030")),
+        "too_large": (Channel.LETTER, encode(raw_message(Channel.LETTER, "l-big", body="投诉" * 900_000))),
+    }
+    originals: dict[str, bytes] = {}
+    for reason, (channel, value) in bad.items():
+        await producer.send_and_wait(
+            pipeline.topic(topics.raw_topic(channel)),
+            value,
+            key=reason.encode(),
+            headers=[("trace-id", reason.encode())],
+        )
+        originals[reason] = value
+
+    rejected = await read_topic(pipeline.bootstrap_servers, pipeline.topic(topics.FEEDBACK_REJECTED), at_least=len(bad))
+    by_reason = {_header(r, rejection_header("reason")): r for r in rejected}
+    assert set(by_reason) == set(bad)
+    assert len(rejected) == len(bad)
+    for reason, record in by_reason.items():
+        assert record.value == originals[reason], f"{reason}: original bytes must be kept"
+        assert record.key == reason.encode()
+        assert _header(record, rejection_header("source_topic")) == pipeline.topic(topics.raw_topic(bad[reason][0]))
+        assert int(_header(record, rejection_header("source_offset"))) >= 0
+        assert int(_header(record, rejection_header("source_partition"))) >= 0
+        assert _header(record, rejection_header("processor")) == "intake"
+        assert _header(record, "trace-id") == reason, "the channel's own headers travel with the rejection"
+    assert "sent_at" in _header(by_reason["schema_violation"], rejection_header("detail"))
+    assert "投诉" not in _header(by_reason["too_large"], rejection_header("detail")), "no message text in headers"
+
+    opened = await read_topic(
+        pipeline.bootstrap_servers, pipeline.topic(topics.CASE_TRACKING), at_least=len(sent_valid)
+    )
+    events = [CaseOpenedEvent.model_validate_json(record.value) for record in opened]
+    assert len(events) == len(sent_valid), "one case per distinct message: duplicates dropped, none lost"
+    for record, event in zip(opened, events, strict=True):
+        assert record.key == str(event.data.case_id).encode(), "case events are keyed by case id"
+        assert event.subject == str(event.data.case_id)
+
+    received = await read_topic(
+        pipeline.bootstrap_servers, pipeline.topic(topics.FEEDBACK_RECEIVED), at_least=len(sent_valid)
+    )
+    feedback = [FeedbackReceivedEvent.model_validate_json(r.value) for r in received]
+    assert sorted(f.data.channel_message_id for f in feedback) == sorted(sent_valid)
+    assert {f.data.channel for f in feedback} == set(Channel)
+    social = next(f for f in feedback if f.data.channel is Channel.SOCIAL)
+    assert social.data.details.reach.reposts == 3400  # type: ignore[union-attr]
+    assert social.data.customer_ref is None
+    assert dict(received[0].headers)["content-type"].startswith(b"application/cloudevents+json")
+
+    assert await wait_for_rows(db, "SELECT count(*) FROM cases", len(sent_valid)) == len(sent_valid)
+    rows = await db.fetch("SELECT channel, count(*) AS n FROM cases GROUP BY channel")
+    assert {row["channel"]: row["n"] for row in rows} == {channel.value: 3 for channel in Channel}
+    audit = await db.fetch("SELECT event_type, count(*) AS n FROM case_events GROUP BY event_type")
+    assert {row["event_type"]: row["n"] for row in audit} == {
+        "com.parley.feedback.received.v1": len(sent_valid),
+        "com.parley.case.opened.v1": len(sent_valid),
+    }
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 0, "the relay published everything"
+
+
+async def test_feedback_naming_an_open_case_is_recorded_on_it(
+    pipeline: Pipeline, producer: AIOKafkaProducer, db: asyncpg.Connection
+) -> None:
+    pipeline.start("intake")
+    pipeline.start("tracker")
+    await producer.send_and_wait(pipeline.topic("feedback.raw.hotline"), encode(raw_message(Channel.HOTLINE, "first")))
+    assert await wait_for_rows(db, "SELECT count(*) FROM cases", 1) == 1
+    case_id = await db.fetchval("SELECT case_id FROM cases")
+    follow_up = raw_message(Channel.LETTER, "second", case_id=str(case_id))
+    await producer.send_and_wait(pipeline.topic("feedback.raw.letter"), encode(follow_up))
+    assert await wait_for_rows(db, "SELECT feedback_count FROM cases", 2) == 2
+    assert await db.fetchval("SELECT count(*) FROM cases") == 1
+    assert await db.fetchval("SELECT count(*) FROM case_events WHERE case_id = $1", case_id) == 3
+
+
+async def test_audit_trail_refuses_updates_and_deletes(
+    pipeline: Pipeline, producer: AIOKafkaProducer, db: asyncpg.Connection
+) -> None:
+    pipeline.start("intake")
+    pipeline.start("tracker")
+    await producer.send_and_wait(pipeline.topic("feedback.raw.app"), encode(raw_message(Channel.APP, "a1")))
+    assert await wait_for_rows(db, "SELECT count(*) FROM case_events", 2) == 2
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await db.execute("DELETE FROM case_events")
+    with pytest.raises(asyncpg.RaiseError, match="append-only"):
+        await db.execute("UPDATE case_events SET event_type = 'x'")
+
+
+async def test_tracker_dead_letters_what_it_cannot_read(pipeline: Pipeline, producer: AIOKafkaProducer) -> None:
+    pipeline.start("tracker")
+    garbage = b'{"specversion": "1.0", "id": "not-a-uuid"}'
+    await producer.send_and_wait(pipeline.topic(topics.FEEDBACK_RECEIVED), garbage, key=b"k")
+    good_after = str(uuid.uuid4())
+    dead = await read_topic(pipeline.bootstrap_servers, pipeline.topic(topics.dead_letter_topic("tracker")), at_least=1)
+    assert [r.value for r in dead] == [garbage]
+    assert _header(dead[0], rejection_header("reason")) == "schema_violation"
+    assert _header(dead[0], rejection_header("processor")) == "tracker"
+    assert good_after  # the worker keeps running after a poison record:
+    assert pipeline.processes["tracker"].poll() is None
