@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         default=None, description="Consumer-group session timeout; unset: 2 s embedded, 10 s on Kafka."
     )
     kafka_heartbeat_interval_seconds: PositiveFloat | None = Field(
-        default=None, description="Unset: a third of the session timeout, at most 3 s."
+        default=None, description="Unset: a quarter of the session timeout, at most 3 s."
     )
     kafka_max_message_bytes: PositiveInt = Field(
         default=10 * 1024 * 1024, description="Largest record on raw and rejected topics."
