@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -31,7 +32,8 @@ async def test_publish_sends_every_line_of_a_file_to_the_channel_topic(pipeline:
     lines = [encode(raw_message(Channel.APP, "p1")), b"", b"not json at all", encode(raw_message(Channel.APP, "p2"))]
     feed.write_bytes(b"\n".join(lines) + b"\n")
     env = _env(KAFKA_BOOTSTRAP_SERVERS=pipeline.bootstrap_servers, PARLEY_KAFKA_TOPIC_PREFIX=pipeline.prefix)
-    result = subprocess.run(
+    result = await asyncio.to_thread(
+        subprocess.run,
         [*PARLEY, "publish", "--channel", "app", str(feed)],
         env=env,
         capture_output=True,
