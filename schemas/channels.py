@@ -7,6 +7,7 @@ model (read) and the closed details model carried by ``feedback.received`` (publ
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
@@ -16,11 +17,13 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, NonNegati
 from schemas.base import ConsumedModel, PublishedModel
 
 ShortText = Annotated[str, Field(max_length=200)]
+_NUMERIC = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
 
 
 def _iso_8601_only(value: object) -> object:
-    """Times arrive as ISO 8601 text with an offset; a bare number is a sender's bug, not epoch seconds."""
-    if isinstance(value, int | float):
+    """Times arrive as ISO 8601 text with an offset; a number, or digits in a string, is a sender's bug
+    (pydantic would read it as epoch seconds, and a phone number as a date in 2407)."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC.fullmatch(value)):
         raise ValueError("a time must be ISO 8601 text with a UTC offset, e.g. 2026-11-22T09:15:00+08:00")
     return value
 

@@ -20,8 +20,9 @@ FEEDBACK_ID_NAMESPACE = uuid.UUID("5b0e7c1e-2f0a-4c8e-9d61-7a3c1f0e9b21")
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _LATIN = re.compile(r"[A-Za-z]")
-# Particles that mark written Cantonese rather than Mandarin.
-_CANTONESE = set("唔係嘅咗冇佢啲喺嚟乜嘢咁")
+# Particles that mark written Cantonese rather than Mandarin. 係 is left out: it is also the
+# everyday traditional character of 關係.
+_CANTONESE = set("唔嘅咗冇佢啲喺嚟乜嘢咁")
 # Characters written differently in the two scripts (a small, frequent sample is enough to decide).
 _TRADITIONAL_ONLY = set("這個們國說還為嗎點錢貸銀銷對時間題請無會來電過後發現經帳戶卡款費處理")
 _SIMPLIFIED_ONLY = set("这个们国说还为吗点钱贷银销对时间题请无会来电过后发现经账户处理")

@@ -1,0 +1,99 @@
+"""The simulator's messages: valid ones pass intake, each flaw is rejected with its matching reason."""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime
+
+import pytest
+
+from schemas.channels import Channel
+from schemas.feedback import RejectReason
+from services.intake.logic import Accepted, Rejected, normalise
+from services.simulator.logic import TEXT_FIELD, Flaw, _flawed, generate, raw_body
+
+LIMIT = 256 * 1024
+
+FLAW_REASON = {
+    Flaw.INVALID_JSON: RejectReason.INVALID_JSON,
+    Flaw.NOT_AN_OBJECT: RejectReason.NOT_AN_OBJECT,
+    Flaw.MISSING_FIELD: RejectReason.SCHEMA_VIOLATION,
+    Flaw.WRONG_TYPE: RejectReason.SCHEMA_VIOLATION,
+    Flaw.EMPTY_TEXT: RejectReason.EMPTY_TEXT,
+    Flaw.UNKNOWN_CHANNEL: RejectReason.UNKNOWN_CHANNEL,
+    Flaw.INVALID_ENCODING: RejectReason.INVALID_ENCODING,
+    Flaw.TOO_LARGE: RejectReason.TOO_LARGE,
+}
+
+
+def test_every_flaw_has_an_expected_reason() -> None:
+    assert set(FLAW_REASON) == set(Flaw)
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+@pytest.mark.parametrize("seed", range(5))
+def test_valid_messages_are_accepted(channel: Channel, seed: int, now: datetime) -> None:
+    rng = random.Random(seed)
+    for sequence in range(10):
+        message = generate(channel, rng, now, sequence, malformed_share=0.0)
+        assert message.flaw is None
+        assert message.channel is channel
+        result = normalise(channel, message.value, received_at=now, max_body_bytes=LIMIT)
+        assert isinstance(result, Accepted), (message.value, result)
+        assert result.event.data.channel is channel
+        assert result.event.data.channel_message_id == message.message_id
+        assert result.dedupe_key == f"{channel.value}:{message.message_id}"
+        body = json.loads(message.value)
+        if body.get("customer_id"):
+            assert message.key == body["customer_id"].encode()
+            assert result.key == body["customer_id"]
+        else:
+            assert message.key is None
+
+
+def test_message_id_carries_channel_date_and_sequence(now: datetime) -> None:
+    message = generate(Channel.REGULATOR, random.Random(1), now, 42, malformed_share=0.0)
+    assert message.message_id.startswith("REG-20261122-00000042-")
+    assert json.loads(message.value)["message_id"] == message.message_id
+
+
+@pytest.mark.parametrize("channel", list(Channel))
+@pytest.mark.parametrize("flaw", list(Flaw))
+def test_forced_flaw_is_rejected_with_matching_reason(channel: Channel, flaw: Flaw, now: datetime) -> None:
+    body = raw_body(channel, random.Random(3), now, "SIM-1")
+    value = _flawed(flaw, body, TEXT_FIELD.get(channel, "text"))
+    result = normalise(channel, value, received_at=now, max_body_bytes=LIMIT)
+    assert isinstance(result, Rejected)
+    assert result.reason is FLAW_REASON[flaw]
+
+
+def test_generated_flaws_cover_every_kind_and_match_their_reason(now: datetime) -> None:
+    rng = random.Random(2026)
+    channels = list(Channel)
+    seen: set[Flaw] = set()
+    for sequence in range(2000):
+        channel = channels[sequence % len(channels)]
+        message = generate(channel, rng, now, sequence, malformed_share=1.0)
+        assert message.flaw is not None
+        assert message.key is None
+        result = normalise(channel, message.value, received_at=now, max_body_bytes=LIMIT)
+        assert isinstance(result, Rejected), message.flaw
+        assert result.reason is FLAW_REASON[message.flaw]
+        seen.add(message.flaw)
+        if seen == set(Flaw):
+            break
+    assert seen == set(Flaw)
+
+
+def test_same_seed_same_bytes(now: datetime) -> None:
+    def run(seed: int) -> list[tuple[bytes, bytes | None, str, Flaw | None]]:
+        rng = random.Random(seed)
+        return [
+            (m.value, m.key, m.message_id, m.flaw)
+            for m in (generate(c, rng, now, i, malformed_share=0.3) for i, c in enumerate(list(Channel) * 5))
+        ]
+
+    first = run(11)
+    assert first == run(11)
+    assert first != run(12)
