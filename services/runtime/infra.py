@@ -27,7 +27,10 @@ def provide_connections(settings: Settings) -> Iterator[Connections]:
         if settings.database_url is not None:
             database_url = settings.database_url.get_secret_value()
         else:
-            database = start_embedded_database(settings.data_dir / "pgdata")
+            # The in-memory broker forgets every record when it stops; a database that remembered
+            # what it did with them would disagree with the next broker. Start both afresh.
+            fresh = settings.uses_embedded_broker
+            database = start_embedded_database(settings.data_dir / "pgdata", fresh=fresh)
             stack.callback(database.stop)
             database_url = database.url
         yield Connections(bootstrap_servers=bootstrap, database_url=database_url)

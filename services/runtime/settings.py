@@ -77,6 +77,12 @@ class Settings(BaseSettings):
     intake_max_body_bytes: PositiveInt = Field(
         default=256 * 1024, description="Raw messages larger than this are rejected as too_large."
     )
+    batch_max_records: PositiveInt = Field(
+        default=500, description="Most records a processor handles in one database transaction."
+    )
+    batch_max_wait_seconds: PositiveFloat = Field(
+        default=0.05, description="Longest a processor waits to fill a batch before handling what it has."
+    )
     retry_initial_backoff_seconds: PositiveFloat = 0.2
     retry_max_backoff_seconds: PositiveFloat = 30.0
     outbox_batch_size: PositiveInt = 500

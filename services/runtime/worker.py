@@ -32,7 +32,8 @@ from services.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
-Handler = Callable[[InboundMessage], Awaitable[None]]
+Handler = Callable[[list[InboundMessage]], Awaitable[None]]
+"""Handles a batch of records, in order; raises to say what went wrong (see services.runtime.errors)."""
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RetryableError,
@@ -169,39 +170,36 @@ class ProcessorApp(faust.App):
             await self._db_pool.close()
 
     async def consume(self, stream: Any, handler: Handler) -> None:
-        """The body of every agent: each record, in order, through ``process``."""
-        async for event in stream.events():
-            raw = event.message
-            message = InboundMessage(
-                topic=raw.topic,
-                partition=raw.partition,
-                offset=raw.offset,
-                key=raw.key,
-                value=raw.value if raw.value is not None else b"",
-                headers=[(name, value or b"") for name, value in (raw.headers or [])],
-                timestamp_ms=int(raw.timestamp * 1000) if raw.timestamp else None,
-            )
-            await self.process(message, handler)
+        """The body of every agent: records in batches, in order, through ``process``.
 
-    async def process(self, message: InboundMessage, handler: Handler) -> None:
+        faust acks a batch only after this returns from it, so a crash mid-batch redelivers it.
+        """
+        async for events in stream.take_events(self.settings.batch_max_records, self.settings.batch_max_wait_seconds):
+            await self.process([_inbound(event.message) for event in events], handler)
+
+    async def process(self, messages: list[InboundMessage], handler: Handler) -> None:
+        """Run ``handler`` on the batch; retry it while failures are transient.
+
+        A batch that fails otherwise is split into single records, so that only the record at
+        fault is dead-lettered and the rest go through.
+        """
         backoff = self.settings.retry_initial_backoff_seconds
         while True:
             try:
-                await handler(message)
-                self.counters["processed"] += 1
-                return
-            except PermanentError as exc:
-                await self.dead_letter(message, exc.reason, exc.detail)
+                await handler(messages)
+                self.counters["processed"] += len(messages)
                 return
             except TRANSIENT_ERRORS as exc:
                 self.counters["retries"] += 1
+                first = messages[0]
                 log.warning(
-                    "transient failure; retrying the same record",
+                    "transient failure; retrying the same records",
                     extra={
                         "processor": self.processor,
-                        "topic": message.topic,
-                        "partition": message.partition,
-                        "offset": message.offset,
+                        "topic": first.topic,
+                        "partition": first.partition,
+                        "offset": first.offset,
+                        "records": len(messages),
                         "error": type(exc).__name__,
                         "backoff_seconds": backoff,
                     },
@@ -209,12 +207,19 @@ class ProcessorApp(faust.App):
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_seconds)
             except Exception as exc:
+                if len(messages) > 1:
+                    for message in messages:
+                        await self.process([message], handler)
+                    return
+                if isinstance(exc, PermanentError):
+                    await self.dead_letter(messages[0], exc.reason, exc.detail)
+                    return
                 # A bug: keep the record for replay, say which exception, never its message text.
                 log.exception(
                     "unhandled error; record dead-lettered",
-                    extra={"processor": self.processor, "topic": message.topic, "offset": message.offset},
+                    extra={"processor": self.processor, "topic": messages[0].topic, "offset": messages[0].offset},
                 )
-                await self.dead_letter(message, "unhandled_error", type(exc).__name__)
+                await self.dead_letter(messages[0], "unhandled_error", type(exc).__name__)
                 return
 
     async def dead_letter(self, message: InboundMessage, reason: str, detail: str) -> None:
@@ -252,6 +257,18 @@ class ProcessorApp(faust.App):
                 log.warning("publish failed; retrying", extra={"topic": record.topic, "error": type(exc).__name__})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_seconds)
+
+
+def _inbound(raw: Any) -> InboundMessage:
+    return InboundMessage(
+        topic=raw.topic,
+        partition=raw.partition,
+        offset=raw.offset,
+        key=raw.key,
+        value=raw.value if raw.value is not None else b"",
+        headers=[(name, value or b"") for name, value in (raw.headers or [])],
+        timestamp_ms=int(raw.timestamp * 1000) if raw.timestamp else None,
+    )
 
 
 def run_worker(app: ProcessorApp) -> None:

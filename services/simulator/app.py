@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import secrets
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -52,6 +53,7 @@ async def simulate(
 ) -> None:
     """Publish until ``stop`` is set; every send is acknowledged before this returns."""
     rng = random.Random(seed)  # noqa: S311 - simulation, not security
+    run_id = secrets.token_hex(4)  # not from the seed: a repeated seeded run must not look like retries
     channels, weights = list(CHANNEL_WEIGHTS), list(CHANNEL_WEIGHTS.values())
     recent: deque[SimulatedMessage] = deque(maxlen=200)
     pending: list[asyncio.Future[object]] = []
@@ -66,7 +68,9 @@ async def simulate(
                 stats.duplicates[message.channel] += 1
             else:
                 channel = rng.choices(channels, weights)[0]
-                message = generate(channel, rng, datetime.now(UTC), sent, malformed_share=malformed_share)
+                message = generate(
+                    channel, rng, datetime.now(UTC), sent, malformed_share=malformed_share, run_id=run_id
+                )
                 if message.flaw is None:
                     stats.valid[channel] += 1
                     recent.append(message)

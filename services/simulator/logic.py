@@ -189,9 +189,10 @@ FLAW_WEIGHTS = {flaw: (1 if flaw is Flaw.TOO_LARGE else 10) for flaw in Flaw}
 
 
 def generate(
-    channel: Channel, rng: random.Random, now: datetime, sequence: int, *, malformed_share: float
+    channel: Channel, rng: random.Random, now: datetime, sequence: int, *, malformed_share: float, run_id: str = "r0"
 ) -> SimulatedMessage:
-    message_id = f"{channel.value[:3].upper()}-{now:%Y%m%d}-{sequence:08d}-{rng.randrange(10**6):06d}"
+    """One message; ``run_id`` keeps message ids of separate runs apart (a repeated id is a retry)."""
+    message_id = f"{channel.value[:3].upper()}-{now:%Y%m%d}-{run_id}-{sequence:08d}-{rng.randrange(10**6):06d}"
     body = raw_body(channel, rng, now, message_id)
     if rng.random() < malformed_share:
         flaw = rng.choices(list(FLAW_WEIGHTS), weights=list(FLAW_WEIGHTS.values()))[0]

@@ -29,20 +29,24 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
     )
     tracking_topic = settings.topic(topics.CASE_TRACKING)
 
-    async def handle(message: InboundMessage) -> None:
-        try:
-            feedback = FeedbackReceivedEvent.model_validate_json(message.value)
-        except ValidationError as exc:
-            raise PermanentError(RejectReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from exc
+    async def handle(messages: list[InboundMessage]) -> None:
+        # Parse first: a record that is not a feedback.received event fails the batch before any SQL.
+        feedback_events = []
+        for message in messages:
+            try:
+                feedback_events.append((FeedbackReceivedEvent.model_validate_json(message.value), message))
+            except ValidationError as exc:
+                raise PermanentError(RejectReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from exc
         async with store.unit_of_work(app.pool) as work:
-            if not await work.claim(feedback.id):
-                return  # redelivered: already on record
-            referenced = await work.load_case(feedback.data.case_id) if feedback.data.case_id else None
-            decision = logic.on_feedback(feedback, referenced)
-            records = []
-            if isinstance(decision, logic.OpenCase):
-                records.append(event_record(tracking_topic, str(decision.case_id), decision.opened_event))
-            await work.apply(decision, feedback.id, feedback.type, message.value.decode(), records)
+            for feedback, message in feedback_events:
+                if not await work.claim(feedback.id):
+                    continue  # redelivered: already on record
+                referenced = await work.load_case(feedback.data.case_id) if feedback.data.case_id else None
+                decision = logic.on_feedback(feedback, referenced)
+                records = []
+                if isinstance(decision, logic.OpenCase):
+                    records.append(event_record(tracking_topic, str(decision.case_id), decision.opened_event))
+                await work.apply(decision, feedback.id, feedback.type, message.value.decode(), records)
 
     @app.agent(app.topic(settings.topic(topics.FEEDBACK_RECEIVED)), name="tracker")
     async def tracker(stream: Any) -> None:

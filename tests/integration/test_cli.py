@@ -82,7 +82,7 @@ def test_run_on_embedded_parts_accounts_for_every_message_and_leaves_nothing_run
     out = result.stdout
     assert "Broker:   127.0.0.1:" in out
     assert "Database: postgresql://" in out
-    assert "nothing lost, nothing doubled." in out, out
+    assert "Every message accounted for: nothing lost, nothing doubled." in out, out
     assert "Throughput:" in out
     assert out.rstrip().endswith("Stopped; nothing left running.")
     for channel in Channel:

@@ -52,9 +52,11 @@ def test_valid_messages_are_accepted(channel: Channel, seed: int, now: datetime)
             assert message.key is None
 
 
-def test_message_id_carries_channel_date_and_sequence(now: datetime) -> None:
-    message = generate(Channel.REGULATOR, random.Random(1), now, 42, malformed_share=0.0)
-    assert message.message_id.startswith("REG-20261122-00000042-")
+def test_message_id_carries_channel_date_run_and_sequence(now: datetime) -> None:
+    message = generate(Channel.REGULATOR, random.Random(1), now, 42, malformed_share=0.0, run_id="ab12")
+    assert message.message_id.startswith("REG-20261122-ab12-00000042-")
+    other_run = generate(Channel.REGULATOR, random.Random(1), now, 42, malformed_share=0.0, run_id="cd34")
+    assert other_run.message_id != message.message_id, "a repeated seeded run must not look like retries"
     assert json.loads(message.value)["message_id"] == message.message_id
 
 
