@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import uuid
 
 import asyncpg
 import pytest
@@ -13,6 +12,8 @@ from schemas import topics
 from schemas.channels import Channel
 from schemas.feedback import FeedbackReceivedEvent, rejection_header
 from schemas.tracking import CaseOpenedEvent
+from services.intake.logic import Accepted, normalise
+from tests.conftest import FIXED_NOW
 from tests.integration.conftest import Pipeline, read_topic, wait_for_rows
 from tests.samples import encode, raw_message
 
@@ -136,14 +137,30 @@ async def test_audit_trail_refuses_updates_and_deletes(
         await db.execute("UPDATE case_events SET event_type = 'x'")
 
 
-async def test_tracker_dead_letters_what_it_cannot_read(pipeline: Pipeline, producer: AIOKafkaProducer) -> None:
-    pipeline.start("tracker")
+async def test_a_poison_record_in_a_batch_is_dead_lettered_alone(
+    pipeline: Pipeline, producer: AIOKafkaProducer, db: asyncpg.Connection
+) -> None:
+    received_topic = pipeline.topic(topics.FEEDBACK_RECEIVED)
     garbage = b'{"specversion": "1.0", "id": "not-a-uuid"}'
-    await producer.send_and_wait(pipeline.topic(topics.FEEDBACK_RECEIVED), garbage, key=b"k")
-    good_after = str(uuid.uuid4())
+    good = []
+    for n in range(20):
+        outcome = normalise(
+            Channel.APP,
+            encode(raw_message(Channel.APP, f"g{n}", customer_id="C-SAME")),
+            received_at=FIXED_NOW,
+            max_body_bytes=1 << 20,
+        )
+        assert isinstance(outcome, Accepted)
+        good.append(outcome.event.to_json_bytes())
+    # One key, one partition: the poison record sits in the middle of what the tracker takes as one batch.
+    for value in [*good[:10], garbage, *good[10:]]:
+        await producer.send(received_topic, value, key=b"C-SAME")
+    await producer.flush()
+    pipeline.start("tracker")
     dead = await read_topic(pipeline.bootstrap_servers, pipeline.topic(topics.dead_letter_topic("tracker")), at_least=1)
     assert [r.value for r in dead] == [garbage]
     assert _header(dead[0], rejection_header("reason")) == "schema_violation"
     assert _header(dead[0], rejection_header("processor")) == "tracker"
-    assert good_after  # the worker keeps running after a poison record:
-    assert pipeline.processes["tracker"].poll() is None
+    assert _header(dead[0], rejection_header("source_offset")) == "10"
+    assert await wait_for_rows(db, "SELECT count(*) FROM cases", 20) == 20
+    assert pipeline.processes["tracker"].poll() is None, "the worker keeps running after a poison record"
