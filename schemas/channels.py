@@ -54,7 +54,7 @@ class Regulator(StrEnum):
     OTHER = "other"
 
 
-class SocialReach(BaseModel):
+class SocialReachFields(BaseModel):
     """Audience figures of a social post at the time the channel system read them."""
 
     followers: NonNegativeInt
@@ -62,6 +62,14 @@ class SocialReach(BaseModel):
     comments: NonNegativeInt = 0
     likes: NonNegativeInt = 0
     views: NonNegativeInt | None = None
+
+
+class SocialReach(ConsumedModel, SocialReachFields):
+    """Reach as a channel sends it (unknown figures ignored)."""
+
+
+class PublishedSocialReach(PublishedModel, SocialReachFields):
+    """Reach as we publish it."""
 
 
 # ---- channel-specific field sets (shared by raw and details models) ----
@@ -87,7 +95,6 @@ class SocialFields(BaseModel):
     author_handle: ShortText
     url: Annotated[str, Field(max_length=2000)] | None = None
     posted_at: Timestamp
-    reach: SocialReach
 
 
 class BranchFields(BaseModel):
@@ -144,6 +151,7 @@ class AppRaw(RawFeedback, AppFields):
 
 
 class SocialRaw(RawFeedback, SocialFields):
+    reach: SocialReach
     text: str
 
     def feedback_text(self) -> str:
@@ -194,6 +202,7 @@ class AppDetails(PublishedModel, AppFields):
 
 class SocialDetails(PublishedModel, SocialFields):
     channel: Literal[Channel.SOCIAL] = Channel.SOCIAL
+    reach: PublishedSocialReach
 
 
 class BranchDetails(PublishedModel, BranchFields):

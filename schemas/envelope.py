@@ -15,7 +15,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, Field
 
-from schemas.base import PublishedModel
+from schemas.base import ConsumedModel, PublishedModel
 
 CONTENT_TYPE_HEADER = "content-type"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
@@ -24,7 +24,9 @@ TYPE_PREFIX = "com.parley."
 DataT = TypeVar("DataT", bound=BaseModel)
 
 
-class CloudEvent(PublishedModel, Generic[DataT]):
+class CloudEventAttributes(BaseModel):
+    """The CloudEvents 1.0 context attributes we use, on every event of every topic."""
+
     specversion: Literal["1.0"] = "1.0"
     id: UUID = Field(description="Minted once, when the fact happened; consumers deduplicate on it.")
     source: str = Field(min_length=1, description="URI-reference of the processor that emitted it.")
@@ -32,10 +34,21 @@ class CloudEvent(PublishedModel, Generic[DataT]):
     time: AwareDatetime = Field(description="When the fact happened (event time, not processing time).")
     subject: str | None = Field(default=None, description="The case id, when there is a case.")
     datacontenttype: Literal["application/json"] = "application/json"
-    data: DataT
 
     def to_json_bytes(self) -> bytes:
         return self.model_dump_json().encode()
+
+
+class CloudEvent(PublishedModel, CloudEventAttributes, Generic[DataT]):
+    """An event we publish: closed, every unknown attribute or field is an error."""
+
+    data: DataT
+
+
+class ReceivedCloudEvent(ConsumedModel, CloudEventAttributes, Generic[DataT]):
+    """An event others publish to us: unknown attributes and fields are ignored."""
+
+    data: DataT
 
 
 def event_type(name: str, version: int) -> str:

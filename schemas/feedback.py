@@ -6,7 +6,7 @@ from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, ConfigDict, Field
 
 from schemas.base import PublishedModel
 from schemas.channels import Channel, ChannelDetails
@@ -55,12 +55,23 @@ class RejectReason(StrEnum):
     UNHANDLED_ERROR = "unhandled_error"  # a fault on our side; the record is kept for replay
 
 
+REJECTION_HEADER_PREFIX = "parley-"
+
+
+def rejection_header(field_name: str) -> str:
+    """``source_topic`` travels as the header ``parley-source-topic``."""
+    return REJECTION_HEADER_PREFIX + field_name.replace("_", "-")
+
+
 class DeadLetterHeaders(PublishedModel):
     """Headers on every dead-lettered record (``feedback.rejected`` and ``deadletter.<processor>``).
 
     The record's value and key are the original bytes, unchanged; the original record's own
     headers follow these. On ``feedback.rejected`` the reason is a ``RejectReason`` value.
+    Field names are the header names (``parley-source-topic``); Python code may use either.
     """
+
+    model_config = ConfigDict(alias_generator=rejection_header, validate_by_name=True, validate_by_alias=True)
 
     reason: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)
     detail: str = Field(max_length=1000, description="Human-readable; never contains the message text.")
@@ -71,13 +82,5 @@ class DeadLetterHeaders(PublishedModel):
     processor: str
 
     def to_kafka_headers(self) -> list[tuple[str, bytes]]:
-        values = self.model_dump(mode="json")
-        return [(rejection_header(name), str(value).encode()) for name, value in values.items()]
-
-
-REJECTION_HEADER_PREFIX = "parley-"
-
-
-def rejection_header(field_name: str) -> str:
-    """``source_topic`` travels as the header ``parley-source-topic``."""
-    return REJECTION_HEADER_PREFIX + field_name.replace("_", "-")
+        values = self.model_dump(mode="json", by_alias=True)
+        return [(name, str(value).encode()) for name, value in values.items()]

@@ -1,24 +1,247 @@
-"""Case lifecycle events on ``case.tracking``."""
+"""``case.tracking``: the life of a case, one event per step, in order (the key is the case id).
+
+Every event names the case and the status it is in after the step; the CloudEvents ``time`` is
+when the step happened.
+"""
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import AwareDatetime, Field, NonNegativeInt, PositiveInt
 
 from schemas.base import PublishedModel
 from schemas.channels import Channel
 from schemas.envelope import CloudEvent
+from schemas.values import (
+    AgentId,
+    CaseStatus,
+    Category,
+    ContactChannel,
+    Flag,
+    Money,
+    Priority,
+    Queue,
+    ReasonText,
+)
 
 
-class CaseOpened(PublishedModel):
+class TrackingData(PublishedModel):
     case_id: UUID
+    status: CaseStatus = Field(description="The case's status after this step")
+
+
+class CaseOpened(TrackingData):
+    """A new case, opened by the feedback that raised it."""
+
     customer_ref: str | None = None
     channel: Channel = Field(description="The channel of the feedback that opened the case.")
     feedback_id: UUID = Field(description="Event id of the feedback.received that opened the case.")
     opened_at: AwareDatetime
 
 
+class CaseMerged(TrackingData):
+    """Feedback joined an open case of the same customer and problem instead of opening a new one."""
+
+    feedback_id: UUID = Field(description="The feedback that joined this case")
+    channel: Channel
+    match_basis: Literal["customer_token", "explicit_reference"]
+    new_facts: bool = Field(description="The feedback adds facts; a regulatory clock may restart")
+
+
+class CaseSplit(TrackingData):
+    """A wrong merge undone: the feedback left this case for a new one."""
+
+    feedback_id: UUID = Field(description="The feedback taken out of this case")
+    new_case_id: UUID
+    agent_id: AgentId
+    reason: ReasonText
+
+
+class CaseTriagedStep(TrackingData):
+    """The case was triaged: category, priority and risk flags."""
+
+    category: Category
+    priority: Priority
+    flags: list[Flag] = Field(default_factory=list)
+
+
+class CaseRoutedStep(TrackingData):
+    """The case was routed to an agent queue (or escalated to the next)."""
+
+    queue: Queue
+    priority: Priority
+    escalation_level: NonNegativeInt = 0
+
+
+class FirstContact(TrackingData):
+    """An agent reached the customer for the first time; stops the first-contact clock."""
+
+    agent_id: AgentId
+    contact_channel: ContactChannel
+    seconds_since_opened: NonNegativeInt
+
+
+class ContactAttemptFailed(TrackingData):
+    """An attempt to reach the customer failed; repeated silence is an early warning."""
+
+    agent_id: AgentId
+    contact_channel: ContactChannel
+    failed_attempts: PositiveInt = Field(description="Unanswered attempts so far: silence made visible")
+
+
+class PlanProposedStep(TrackingData):
+    """The planner proposed plans for the case."""
+
+    request_id: UUID
+    proposals: NonNegativeInt
+    best_plan_id: UUID | None = None
+
+
+class PlanAccepted(TrackingData):
+    """The customer accepted a plan."""
+
+    plan_id: UUID
+    agent_id: AgentId
+
+
+class PlanActive(TrackingData):
+    """An accepted plan is in force, with its first due date."""
+
+    plan_id: UUID
+    instalments: PositiveInt
+    instalment: Money
+    first_due_date: date
+
+
+class InstalmentPaid(TrackingData):
+    """An instalment of the active plan was paid."""
+
+    plan_id: UUID
+    instalment_number: PositiveInt
+    amount: Money
+
+
+class InstalmentMissed(TrackingData):
+    """An instalment of the active plan was not paid by its due date."""
+
+    plan_id: UUID
+    instalment_number: PositiveInt
+    amount_due: Money
+    due_date: date
+
+
+class PlanBroken(TrackingData):
+    """The plan failed: too many missed instalments."""
+
+    plan_id: UUID
+    missed_instalments: PositiveInt
+    reason: ReasonText
+
+
+class PlanCompleted(TrackingData):
+    """Every instalment of the plan was paid."""
+
+    plan_id: UUID
+    total_repaid: Money
+
+
+class CaseResolved(TrackingData):
+    """The problem was solved (a plan agreed, an explanation given, a refund made …)."""
+
+    resolution: str = Field(max_length=50, description="One of agent.resolved's resolutions")
+    agent_id: AgentId
+
+
+class FollowedUp(TrackingData):
+    """The customer was asked afterwards how it went, with a satisfaction score."""
+
+    satisfaction: int = Field(ge=1, le=5)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class CaseClosed(TrackingData):
+    """The case is closed; no clock runs."""
+
+    reason: ReasonText
+
+
+class CaseReopened(TrackingData):
+    """A closed or resolved case opened again (new facts, a complaint about the outcome)."""
+
+    reason: ReasonText
+    agent_id: AgentId | None = None
+
+
 class CaseOpenedEvent(CloudEvent[CaseOpened]):
-    type: Literal["com.parley.case.opened.v1"] = "com.parley.case.opened.v1"
+    type: Literal["com.parley.tracking.opened.v1"] = "com.parley.tracking.opened.v1"
+
+
+class CaseMergedEvent(CloudEvent[CaseMerged]):
+    type: Literal["com.parley.tracking.merged.v1"] = "com.parley.tracking.merged.v1"
+
+
+class CaseSplitEvent(CloudEvent[CaseSplit]):
+    type: Literal["com.parley.tracking.split.v1"] = "com.parley.tracking.split.v1"
+
+
+class CaseTriagedStepEvent(CloudEvent[CaseTriagedStep]):
+    type: Literal["com.parley.tracking.triaged.v1"] = "com.parley.tracking.triaged.v1"
+
+
+class CaseRoutedStepEvent(CloudEvent[CaseRoutedStep]):
+    type: Literal["com.parley.tracking.routed.v1"] = "com.parley.tracking.routed.v1"
+
+
+class FirstContactEvent(CloudEvent[FirstContact]):
+    type: Literal["com.parley.tracking.first_contact.v1"] = "com.parley.tracking.first_contact.v1"
+
+
+class ContactAttemptFailedEvent(CloudEvent[ContactAttemptFailed]):
+    type: Literal["com.parley.tracking.contact_attempt_failed.v1"] = "com.parley.tracking.contact_attempt_failed.v1"
+
+
+class PlanProposedStepEvent(CloudEvent[PlanProposedStep]):
+    type: Literal["com.parley.tracking.plan_proposed.v1"] = "com.parley.tracking.plan_proposed.v1"
+
+
+class PlanAcceptedEvent(CloudEvent[PlanAccepted]):
+    type: Literal["com.parley.tracking.plan_accepted.v1"] = "com.parley.tracking.plan_accepted.v1"
+
+
+class PlanActiveEvent(CloudEvent[PlanActive]):
+    type: Literal["com.parley.tracking.plan_active.v1"] = "com.parley.tracking.plan_active.v1"
+
+
+class InstalmentPaidEvent(CloudEvent[InstalmentPaid]):
+    type: Literal["com.parley.tracking.instalment_paid.v1"] = "com.parley.tracking.instalment_paid.v1"
+
+
+class InstalmentMissedEvent(CloudEvent[InstalmentMissed]):
+    type: Literal["com.parley.tracking.instalment_missed.v1"] = "com.parley.tracking.instalment_missed.v1"
+
+
+class PlanBrokenEvent(CloudEvent[PlanBroken]):
+    type: Literal["com.parley.tracking.plan_broken.v1"] = "com.parley.tracking.plan_broken.v1"
+
+
+class PlanCompletedEvent(CloudEvent[PlanCompleted]):
+    type: Literal["com.parley.tracking.plan_completed.v1"] = "com.parley.tracking.plan_completed.v1"
+
+
+class CaseResolvedEvent(CloudEvent[CaseResolved]):
+    type: Literal["com.parley.tracking.resolved.v1"] = "com.parley.tracking.resolved.v1"
+
+
+class FollowedUpEvent(CloudEvent[FollowedUp]):
+    type: Literal["com.parley.tracking.followed_up.v1"] = "com.parley.tracking.followed_up.v1"
+
+
+class CaseClosedEvent(CloudEvent[CaseClosed]):
+    type: Literal["com.parley.tracking.closed.v1"] = "com.parley.tracking.closed.v1"
+
+
+class CaseReopenedEvent(CloudEvent[CaseReopened]):
+    type: Literal["com.parley.tracking.reopened.v1"] = "com.parley.tracking.reopened.v1"

@@ -5,20 +5,16 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 
 from schemas.channels import Channel
 from schemas.feedback import FeedbackReceivedEvent
 from schemas.tracking import CaseOpened, CaseOpenedEvent
+from schemas.values import CaseStatus
 
 SOURCE = "/parley/tracker"
 # Case and event ids derive from the feedback that caused them, so a replay yields the same ids.
 CASE_ID_NAMESPACE = uuid.UUID("0d6f1e53-8a47-4c1b-b0f2-3e9c2a7d5f10")
 EVENT_ID_NAMESPACE = uuid.UUID("9a3e2b71-64c5-4f08-8e1d-c27b5a90d3e4")
-
-
-class CaseStatus(StrEnum):
-    OPENED = "opened"
 
 
 @dataclass(frozen=True)
@@ -72,6 +68,7 @@ def on_feedback(feedback: FeedbackReceivedEvent, referenced_case: CaseState | No
         subject=str(case_id),
         data=CaseOpened(
             case_id=case_id,
+            status=CaseStatus.OPENED,
             customer_ref=data.customer_ref,
             channel=data.channel,
             feedback_id=feedback.id,

@@ -12,7 +12,8 @@ import asyncpg
 
 from services.runtime.db import add_to_outbox, claim_message
 from services.runtime.kafka import Record
-from services.tracker.logic import AttachToCase, CaseState, CaseStatus, Decision, OpenCase
+from schemas.values import CaseStatus
+from services.tracker.logic import AttachToCase, CaseState, Decision, OpenCase
 
 if TYPE_CHECKING:
     from services.runtime.db import DbConnection

@@ -104,7 +104,7 @@ async def test_every_channel_reaches_a_case_and_bad_input_is_rejected_with_reaso
     audit = await db.fetch("SELECT event_type, count(*) AS n FROM case_events GROUP BY event_type")
     assert {row["event_type"]: row["n"] for row in audit} == {
         "com.parley.feedback.received.v1": len(sent_valid),
-        "com.parley.case.opened.v1": len(sent_valid),
+        "com.parley.tracking.opened.v1": len(sent_valid),
     }
     assert await db.fetchval("SELECT count(*) FROM outbox") == 0, "the relay published everything"
 

@@ -197,6 +197,7 @@ def test_event_record_key_is_utf8() -> None:
         time="2026-11-22T09:30:00Z",
         data=CaseOpened(
             case_id="00000000-0000-4000-8000-000000000002",
+            status="opened",
             channel=Channel.APP,
             feedback_id="00000000-0000-4000-8000-000000000003",
             opened_at="2026-11-22T09:30:00Z",

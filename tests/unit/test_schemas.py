@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from schemas import topics
-from schemas.channels import AppDetails, Channel, SocialDetails, SocialReach
+from schemas.channels import AppDetails, Channel, PublishedSocialReach, SocialDetails
 from schemas.envelope import event_type
 from schemas.feedback import (
     FEEDBACK_RECEIVED_TYPE,
@@ -45,7 +45,7 @@ def feedback_event(now: datetime, **overrides: Any) -> FeedbackReceivedEvent:
                 post_id="P1",
                 author_handle="angry_user",
                 posted_at=now - timedelta(minutes=20),
-                reach=SocialReach(followers=120000, reposts=3400),
+                reach=PublishedSocialReach(followers=120000, reposts=3400),
             ),
         ),
     }
@@ -59,7 +59,12 @@ def case_opened_event(now: datetime) -> CaseOpenedEvent:
         time=now,
         subject=str(CASE_ID),
         data=CaseOpened(
-            case_id=CASE_ID, customer_ref="C-1", channel=Channel.APP, feedback_id=FEEDBACK_ID, opened_at=now
+            case_id=CASE_ID,
+            status="opened",
+            customer_ref="C-1",
+            channel=Channel.APP,
+            feedback_id=FEEDBACK_ID,
+            opened_at=now,
         ),
     )
 
@@ -95,7 +100,7 @@ def test_envelope_attributes(now: datetime) -> None:
     assert document["time"] == "2026-11-22T09:30:00Z"
     assert document["subject"] is None
     assert document["data"]["details"]["channel"] == "social"
-    assert json.loads(case_opened_event(now).to_json_bytes())["type"] == "com.parley.case.opened.v1"
+    assert json.loads(case_opened_event(now).to_json_bytes())["type"] == "com.parley.tracking.opened.v1"
 
 
 def test_event_type_names() -> None:

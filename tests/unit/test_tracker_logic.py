@@ -46,7 +46,7 @@ def test_feedback_without_case_opens_one(channel: Channel, now: datetime) -> Non
 
     opened = decision.opened_event
     assert isinstance(opened, CaseOpenedEvent)
-    assert opened.type == "com.parley.case.opened.v1"
+    assert opened.type == "com.parley.tracking.opened.v1"
     assert opened.source == "/parley/tracker"
     assert opened.subject == str(expected_case_id)
     assert opened.time == now

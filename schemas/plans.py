@@ -1,0 +1,133 @@
+"""``plan.requested`` and ``plan.proposed``: repayment and settlement plans, exact to the cent."""
+
+from __future__ import annotations
+
+from datetime import date
+from enum import StrEnum
+from typing import Literal
+from uuid import UUID
+
+from pydantic import Field, NonNegativeInt, PositiveInt
+
+from schemas.base import PublishedModel
+from schemas.envelope import CloudEvent
+from schemas.values import AgentId, ApprovalTier, Money, PlanKind, Probability, Rate
+
+
+class Product(StrEnum):
+    PERSONAL_LOAN = "personal_loan"
+    MORTGAGE = "mortgage"
+    BUSINESS_LOAN = "business_loan"
+    CREDIT_CARD = "credit_card"
+    CONSUMER_CREDIT = "consumer_credit"
+
+
+class Jurisdiction(StrEnum):
+    CN = "CN"
+    UK = "UK"
+    US = "US"
+
+
+class HardshipReason(StrEnum):
+    ILLNESS = "illness"
+    JOB_LOSS = "job_loss"
+    BUSINESS_DOWNTURN = "business_downturn"
+    INCOME_REDUCTION = "income_reduction"
+    FAMILY_EVENT = "family_event"
+    DISASTER = "disaster"
+    OTHER = "other"
+
+
+class Debt(PublishedModel):
+    product: Product
+    outstanding_principal: Money
+    arrears: Money = Field(description="Instalments due and unpaid")
+    accrued_interest: Money
+    penalty_interest: Money
+    fees: Money
+    annual_rate: Rate
+    remaining_term_months: NonNegativeInt
+    contractual_instalment: Money
+    next_due_date: date
+    days_past_due: NonNegativeInt = 0
+
+
+class IncomeAndExpenditure(PublishedModel):
+    """Monthly figures from the customer's statement; missing essentials take household defaults."""
+
+    monthly_income: Money
+    essential_expenditure: Money | None = None
+    other_debt_payments: Money | None = None
+    household_size: PositiveInt = 1
+
+
+class PlanRequested(PublishedModel):
+    request_id: UUID
+    case_id: UUID
+    customer_ref: str | None = None
+    requested_by: Literal["tracker"] | AgentId = Field(description="'tracker', or the agent who asked")
+    jurisdiction: Jurisdiction
+    hardship_reason: HardshipReason | None = None
+    debt: Debt
+    income: IncomeAndExpenditure | None = None
+    preferred_instalment: Money | None = Field(default=None, description="What the customer says they can pay")
+    preferred_kinds: list[PlanKind] = Field(default_factory=list, description="The customer's choice, if stated")
+    as_of: date
+
+
+class PlanRequestedEvent(CloudEvent[PlanRequested]):
+    type: Literal["com.parley.plan.requested.v1"] = "com.parley.plan.requested.v1"
+
+
+class Instalment(PublishedModel):
+    number: PositiveInt
+    due_date: date
+    payment: Money
+    principal: Money
+    interest: Money
+    fees: Money
+    remaining_balance: Money
+
+
+class PlanComponent(PublishedModel):
+    kind: PlanKind
+    description: str = Field(max_length=500, description="The component in words an agent reads to a customer")
+
+
+class PlanProposal(PublishedModel):
+    plan_id: UUID
+    rank: PositiveInt = Field(description="1 is the best for both sides")
+    components: list[PlanComponent] = Field(min_length=1, description="Applied in the documented waterfall order")
+    method: Literal["annuity", "equal_principal", "lump_sum", "custom"]
+    day_count: Literal["30/360", "actual/365", "actual/360"]
+    instalment: Money = Field(description="The regular payment (the largest, when they differ)")
+    term_months: NonNegativeInt
+    total_repayable: Money
+    interest_waived: Money
+    fees_waived: Money
+    affordable: bool
+    keep_probability: Probability
+    net_present_value: Money
+    loss_vs_contract: Money = Field(description="What the bank gives up against the contract, in present value")
+    approval_tier: ApprovalTier
+    schedule: list[Instalment] = Field(min_length=1)
+
+
+class RefusedOption(PublishedModel):
+    kind: PlanKind
+    reason: str = Field(max_length=500, description="Why the engine did not propose it (policy cap, unaffordable …)")
+
+
+class PlanProposed(PublishedModel):
+    request_id: UUID
+    case_id: UUID
+    monthly_surplus: Money = Field(description="Income less essentials and other debts, before the margin")
+    surplus_from_defaults: bool = Field(description="True when household defaults filled missing expenditure")
+    expected_recovery_without_plan: Money
+    proposals: list[PlanProposal] = Field(description="Ranked; empty when nothing is affordable and allowed")
+    refused: list[RefusedOption] = Field(default_factory=list)
+    policy_version: str = Field(max_length=50)
+
+
+class PlanProposedEvent(CloudEvent[PlanProposed]):
+    type: Literal["com.parley.plan.proposed.v1"] = "com.parley.plan.proposed.v1"

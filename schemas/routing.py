@@ -1,0 +1,47 @@
+"""``case.routed.<queue>``: a case delivered to an agent queue, with only the personal data it may see."""
+
+from __future__ import annotations
+
+from typing import Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, Field, NonNegativeInt, PositiveInt
+
+from schemas.base import PublishedModel
+from schemas.channels import Channel, ChannelDetails
+from schemas.envelope import CloudEvent
+from schemas.feedback import Language
+from schemas.triage import SentimentLabel
+from schemas.values import Category, Flag, PiiKind, Priority, Queue
+
+
+class RoutingReason(PublishedModel):
+    kind: Literal["filter", "target", "overflow", "escalation", "public_opinion", "default"]
+    detail: str = Field(max_length=500, description="Which filter matched, which target, why it overflowed")
+
+
+class CaseRouted(PublishedModel):
+    case_id: UUID
+    feedback_id: UUID
+    queue: Queue
+    priority: Priority
+    target_index: NonNegativeInt = Field(description="Which target of the matched filter (0 = first)")
+    accept_within_seconds: PositiveInt = Field(description="Escalates to the next target when not accepted by then")
+    escalation_level: NonNegativeInt = 0
+    overflow: bool = Field(default=False, description="Sent to the AI-assistant lane because its queue was full")
+    reasons: list[RoutingReason] = Field(min_length=1)
+    customer_ref: str | None = None
+    channel: Channel
+    language: Language
+    category: Category
+    flags: list[Flag] = Field(default_factory=list)
+    sentiment: SentimentLabel
+    virality_score: float | None = Field(default=None, ge=0, description="Social posts only")
+    text: str = Field(min_length=1, description="Masked except for the kinds in visible_pii")
+    visible_pii: list[PiiKind] = Field(default_factory=list, description="Personal-data kinds this queue may see")
+    details: ChannelDetails
+    routed_at: AwareDatetime
+
+
+class CaseRoutedEvent(CloudEvent[CaseRouted]):
+    type: Literal["com.parley.case.routed.v1"] = "com.parley.case.routed.v1"
