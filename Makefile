@@ -41,6 +41,9 @@ format: $(STAMP) ## Apply ruff's formatter and safe fixes
 	$(BIN)/ruff check --fix services schemas tests
 	$(BIN)/ruff format services schemas tests
 
+schemas: $(STAMP) ## Regenerate JSON Schemas, AsyncAPI and schema history from the models (refuses breaking changes)
+	$(BIN)/python -m schemas.generate
+
 bench: $(STAMP) ## Run the benchmarks and print figures
 	$(BIN)/parley run --duration 60 --rate 2000
 

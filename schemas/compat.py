@@ -38,8 +38,9 @@ def _resolve(schema: Schema, root: Schema) -> Schema:
 def _types(schema: Schema, root: Schema) -> set[str]:
     """The JSON types a schema allows, looking through $ref, anyOf and oneOf."""
     schema = _resolve(schema, root)
-    if "anyOf" in schema or "oneOf" in schema:
-        return set().union(*(_types(s, root) for s in schema.get("anyOf", schema.get("oneOf", []))))
+    variants = schema.get("anyOf") or schema.get("oneOf")
+    if variants:
+        return set().union(*(_types(s, root) for s in variants))
     if "type" in schema:
         kind = schema["type"]
         return set(kind) if isinstance(kind, list) else {kind}

@@ -160,18 +160,26 @@ def history_of(name: str) -> list[Path]:
     return sorted(folder.glob("*.json")) if folder.is_dir() else []
 
 
-def compatibility_problems() -> dict[str, list[str]]:
+def problems_against_history(current: dict[str, Any], history: list[Path]) -> list[str]:
+    """Backward-transitive: the current schema must be compatible with every earlier one, not just the last."""
+    return [
+        f"against {old_file.name}: {problem}"
+        for old_file in history
+        for problem in breaking_changes(json.loads(old_file.read_text(encoding="utf-8")), current)
+    ]
+
+
+def compatibility_problems(history_dir: Path = HISTORY_DIR) -> dict[str, list[str]]:
     """Per event type, what breaks against any schema it had before (types removed included)."""
     problems: dict[str, list[str]] = {}
     current = {spec.name: json_schema(spec) for spec in EVENTS}
-    for folder in sorted(HISTORY_DIR.iterdir()) if HISTORY_DIR.is_dir() else []:
+    for folder in sorted(history_dir.iterdir()) if history_dir.is_dir() else []:
         if folder.name not in current:
             problems[folder.name] = ["event type removed (retire it only when no consumer reads it)"]
             continue
-        for old_file in history_of(folder.name):
-            found = breaking_changes(json.loads(old_file.read_text()), current[folder.name])
-            if found:
-                problems.setdefault(folder.name, []).extend(f"against {old_file.name}: {p}" for p in found)
+        found = problems_against_history(current[folder.name], sorted(folder.glob("*.json")))
+        if found:
+            problems[folder.name] = found
     return problems
 
 

@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import IO
 
 from schemas import topics
+from schemas.catalog import EVENTS
 from schemas.channels import Channel
+from schemas.validate import find_event_type, validate_lines
 from services.monitor import PipelineMonitor
 from services.runtime.db import connect_pool
 from services.runtime.embedded import die_with_parent
@@ -329,6 +331,35 @@ def command_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_schemas_validate(args: argparse.Namespace) -> int:
+    spec = find_event_type(args.type)
+    if spec is None:
+        print(
+            f"parley schemas validate: unknown event type {args.type!r}; `parley schemas list` shows them all",
+            file=sys.stderr,
+        )
+        return 2
+    path = Path(args.file)
+    if not path.is_file():
+        print(f"parley schemas validate: no such file: {path}", file=sys.stderr)
+        return 2
+    with path.open(encoding="utf-8", errors="replace") as lines:
+        report = validate_lines(spec, lines)
+    for problem in report.problems or []:
+        print(problem)
+    tolerant = " (unknown fields are ignored for this type)" if spec.consumed else ""
+    print(
+        f"{path}: {report.lines:,} events of {spec.name}{tolerant}: {report.valid:,} valid, {report.invalid:,} invalid"
+    )
+    return 0 if report.invalid == 0 else 1
+
+
+def command_schemas_list(_args: argparse.Namespace) -> int:
+    for spec in EVENTS:
+        print(f"{spec.name:<50} {', '.join(spec.topics):<28} {spec.summary}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="parley", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -346,6 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--channel", required=True, help=f"one of: {', '.join(c.value for c in Channel)}")
     publish.add_argument("file", help="one raw event (a JSON object) per line")
     publish.set_defaults(handler=command_publish)
+    contracts = commands.add_parser("schemas", help="the event contracts: list types, validate a file")
+    schema_commands = contracts.add_subparsers(dest="schemas_command", required=True)
+    validate = schema_commands.add_parser("validate", help="check a JSON-lines file of events, line by line")
+    validate.add_argument("--type", required=True, help="event type, e.g. com.parley.raw.hotline.v1 or raw.hotline")
+    validate.add_argument("file", help="one event (a JSON object) per line")
+    validate.set_defaults(handler=command_schemas_validate)
+    listing = schema_commands.add_parser("list", help="every event type, its topics and what it means")
+    listing.set_defaults(handler=command_schemas_list)
     return parser
 
 

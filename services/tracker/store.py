@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from schemas.values import CaseStatus
 from services.runtime.db import add_to_outbox, claim_message
 from services.runtime.kafka import Record
-from schemas.values import CaseStatus
 from services.tracker.logic import AttachToCase, CaseState, Decision, OpenCase
 
 if TYPE_CHECKING:
