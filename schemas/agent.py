@@ -7,7 +7,6 @@ action names the case (the record key is the case id) and the agent who acted; t
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
 from typing import Literal
 from uuid import UUID
@@ -16,7 +15,7 @@ from pydantic import Field, PositiveInt
 
 from schemas.base import ConsumedModel
 from schemas.envelope import ReceivedCloudEvent
-from schemas.values import AgentId, ClockName, ContactChannel, Queue, ReasonText, ReceivedMoney
+from schemas.values import AgentId, ClockName, ContactChannel, Day, Queue, ReasonText, ReceivedMoney, Resolution
 
 
 class AgentAction(ConsumedModel):
@@ -88,16 +87,6 @@ class CustomerCountered(AgentAction):
     comment: str | None = Field(default=None, max_length=2000)
 
 
-class Resolution(StrEnum):
-    PLAN_AGREED = "plan_agreed"
-    EXPLAINED = "explained"
-    REFUNDED = "refunded"
-    PROCESS_FIXED = "process_fixed"
-    NO_ACTION_NEEDED = "no_action_needed"
-    LEGAL_ACTION = "legal_action"
-    WITHDRAWN = "withdrawn"
-
-
 class Resolved(AgentAction):
     """The agent resolved the case."""
 
@@ -166,7 +155,7 @@ class PaymentMissed(AgentAction):
 
     plan_id: UUID
     instalment_number: PositiveInt
-    due_date: date
+    due_date: Day
 
 
 class CaseAcceptedEvent(ReceivedCloudEvent[CaseAccepted]):

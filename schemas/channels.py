@@ -7,28 +7,16 @@ model (read) and the closed details model carried by ``feedback.received`` (publ
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, NonNegativeInt
+from pydantic import BaseModel, Field, NonNegativeInt
 
 from schemas.base import ConsumedModel, PublishedModel
+from schemas.values import Timestamp
 
 ShortText = Annotated[str, Field(max_length=200)]
-_NUMERIC = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
-
-
-def _iso_8601_only(value: object) -> object:
-    """Times arrive as ISO 8601 text with an offset; a number, or digits in a string, is a sender's bug
-    (pydantic would read it as epoch seconds, and a phone number as a date in 2407)."""
-    if isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC.fullmatch(value)):
-        raise ValueError("a time must be ISO 8601 text with a UTC offset, e.g. 2026-11-22T09:15:00+08:00")
-    return value
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
 
 
 class Channel(StrEnum):
@@ -193,28 +181,28 @@ RAW_MODELS: dict[Channel, type[RawFeedback]] = {
 
 
 class HotlineDetails(PublishedModel, HotlineFields):
-    channel: Literal[Channel.HOTLINE] = Channel.HOTLINE
+    channel: Literal[Channel.HOTLINE]
 
 
 class AppDetails(PublishedModel, AppFields):
-    channel: Literal[Channel.APP] = Channel.APP
+    channel: Literal[Channel.APP]
 
 
 class SocialDetails(PublishedModel, SocialFields):
-    channel: Literal[Channel.SOCIAL] = Channel.SOCIAL
+    channel: Literal[Channel.SOCIAL]
     reach: PublishedSocialReach
 
 
 class BranchDetails(PublishedModel, BranchFields):
-    channel: Literal[Channel.BRANCH] = Channel.BRANCH
+    channel: Literal[Channel.BRANCH]
 
 
 class LetterDetails(PublishedModel, LetterFields):
-    channel: Literal[Channel.LETTER] = Channel.LETTER
+    channel: Literal[Channel.LETTER]
 
 
 class RegulatorDetails(PublishedModel, RegulatorFields):
-    channel: Literal[Channel.REGULATOR] = Channel.REGULATOR
+    channel: Literal[Channel.REGULATOR]
 
 
 ChannelDetails = Annotated[

@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Generic, Literal, TypeVar
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from schemas.base import ConsumedModel, PublishedModel
+from schemas.values import Timestamp
 
 CONTENT_TYPE_HEADER = "content-type"
 STRUCTURED_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
@@ -31,7 +32,7 @@ class CloudEventAttributes(BaseModel):
     id: UUID = Field(description="Minted once, when the fact happened; consumers deduplicate on it.")
     source: str = Field(min_length=1, description="URI-reference of the processor that emitted it.")
     type: str = Field(description="Reverse-DNS event type ending in its major version, e.g. .v1.")
-    time: AwareDatetime = Field(description="When the fact happened (event time, not processing time).")
+    time: Timestamp = Field(description="When the fact happened (event time, not processing time).")
     subject: str | None = Field(default=None, description="The case id, when there is a case.")
     datacontenttype: Literal["application/json"] = "application/json"
 

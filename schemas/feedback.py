@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, ConfigDict, Field
+from pydantic import ConfigDict, Field, NonNegativeInt, PlainSerializer, WithJsonSchema
 
 from schemas.base import PublishedModel
 from schemas.channels import Channel, ChannelDetails
 from schemas.envelope import CloudEvent, event_type
+from schemas.values import Timestamp
 
 
 class Language(StrEnum):
@@ -30,7 +31,7 @@ class FeedbackReceived(PublishedModel):
     case_id: UUID | None = Field(default=None, description="A case the channel says this is about.")
     text: str = Field(min_length=1)
     language: Language
-    sent_at: AwareDatetime = Field(description="When the customer sent it, by the channel's clock.")
+    sent_at: Timestamp = Field(description="When the customer sent it, by the channel's clock.")
     details: ChannelDetails
 
 
@@ -63,6 +64,14 @@ def rejection_header(field_name: str) -> str:
     return REJECTION_HEADER_PREFIX + field_name.replace("_", "-")
 
 
+HeaderNumber = Annotated[
+    NonNegativeInt,
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": "^(0|[1-9][0-9]*)$", "description": "A number, as header text"}),
+]
+"""Kafka header values are bytes: numbers travel as their decimal text."""
+
+
 class DeadLetterHeaders(PublishedModel):
     """Headers on every dead-lettered record (``feedback.rejected`` and ``deadletter.<processor>``).
 
@@ -76,9 +85,9 @@ class DeadLetterHeaders(PublishedModel):
     reason: str = Field(pattern=r"^[a-z][a-z0-9_]*$", max_length=100)
     detail: str = Field(max_length=1000, description="Human-readable; never contains the message text.")
     source_topic: str
-    source_partition: int
-    source_offset: int
-    rejected_at: AwareDatetime
+    source_partition: HeaderNumber
+    source_offset: HeaderNumber
+    rejected_at: Timestamp
     processor: str
 
     def to_kafka_headers(self) -> list[tuple[str, bytes]]:

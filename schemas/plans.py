@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import date
 from enum import StrEnum
 from typing import Literal
 from uuid import UUID
@@ -11,7 +10,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 
 from schemas.base import PublishedModel
 from schemas.envelope import CloudEvent
-from schemas.values import AgentId, ApprovalTier, Money, PlanKind, Probability, Rate
+from schemas.values import AgentId, ApprovalTier, Day, Money, PlanKind, PlanKinds, Probability, Rate
 
 
 class Product(StrEnum):
@@ -48,7 +47,7 @@ class Debt(PublishedModel):
     annual_rate: Rate
     remaining_term_months: NonNegativeInt
     contractual_instalment: Money
-    next_due_date: date
+    next_due_date: Day
     days_past_due: NonNegativeInt = 0
 
 
@@ -71,8 +70,8 @@ class PlanRequested(PublishedModel):
     debt: Debt
     income: IncomeAndExpenditure | None = None
     preferred_instalment: Money | None = Field(default=None, description="What the customer says they can pay")
-    preferred_kinds: list[PlanKind] = Field(default_factory=list, description="The customer's choice, if stated")
-    as_of: date
+    preferred_kinds: PlanKinds = Field(default_factory=list, description="The customer's choice, if stated")
+    as_of: Day
 
 
 class PlanRequestedEvent(CloudEvent[PlanRequested]):
@@ -81,7 +80,7 @@ class PlanRequestedEvent(CloudEvent[PlanRequested]):
 
 class Instalment(PublishedModel):
     number: PositiveInt
-    due_date: date
+    due_date: Day
     payment: Money
     principal: Money
     interest: Money

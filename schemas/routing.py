@@ -5,14 +5,14 @@ from __future__ import annotations
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from schemas.base import PublishedModel
 from schemas.channels import Channel, ChannelDetails
 from schemas.envelope import CloudEvent
 from schemas.feedback import Language
 from schemas.triage import SentimentLabel
-from schemas.values import Category, Flag, PiiKind, Priority, Queue
+from schemas.values import Category, Flags, PiiKinds, Priority, Queue, Timestamp
 
 
 class RoutingReason(PublishedModel):
@@ -34,13 +34,13 @@ class CaseRouted(PublishedModel):
     channel: Channel
     language: Language
     category: Category
-    flags: list[Flag] = Field(default_factory=list)
+    flags: Flags = Field(default_factory=list)
     sentiment: SentimentLabel
     virality_score: float | None = Field(default=None, ge=0, description="Social posts only")
     text: str = Field(min_length=1, description="Masked except for the kinds in visible_pii")
-    visible_pii: list[PiiKind] = Field(default_factory=list, description="Personal-data kinds this queue may see")
+    visible_pii: PiiKinds = Field(default_factory=list, description="Personal-data kinds this queue may see")
     details: ChannelDetails
-    routed_at: AwareDatetime
+    routed_at: Timestamp
 
 
 class CaseRoutedEvent(CloudEvent[CaseRouted]):

@@ -6,11 +6,11 @@ from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from schemas.base import PublishedModel
 from schemas.envelope import CloudEvent
-from schemas.values import ClockName, Priority, Queue, ReasonText
+from schemas.values import ClockName, Priority, Queue, ReasonText, Timestamp
 
 
 class Severity(StrEnum):
@@ -23,14 +23,14 @@ class ClockData(PublishedModel):
     case_id: UUID
     clock: ClockName
     policy_id: str = Field(max_length=100, description="The SLA policy, e.g. cn-nfra-complaint")
-    deadline: AwareDatetime = Field(description="When the clock runs out, on the policy's calendar")
+    deadline: Timestamp = Field(description="When the clock runs out, on the policy's calendar")
     severity: Severity = Severity.INFO
 
 
 class ClockStarted(ClockData):
     """An SLA clock started for a case, with its deadline on the policy calendar."""
 
-    started_at: AwareDatetime
+    started_at: Timestamp
     calendar: str = Field(max_length=100, description="Business calendar the deadline counts on, e.g. cn-workdays")
 
 
@@ -51,7 +51,7 @@ class ClockResumed(ClockData):
 class ClockMet(ClockData):
     """The clock's goal was reached before its deadline."""
 
-    met_at: AwareDatetime
+    met_at: Timestamp
     seconds_to_spare: NonNegativeInt
 
 

@@ -6,11 +6,10 @@ when the step happened.
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, NonNegativeInt, PositiveInt
+from pydantic import Field, NonNegativeInt, PositiveInt
 
 from schemas.base import PublishedModel
 from schemas.channels import Channel
@@ -20,11 +19,14 @@ from schemas.values import (
     CaseStatus,
     Category,
     ContactChannel,
-    Flag,
+    Day,
+    Flags,
     Money,
     Priority,
     Queue,
     ReasonText,
+    Resolution,
+    Timestamp,
 )
 
 
@@ -39,7 +41,7 @@ class CaseOpened(TrackingData):
     customer_ref: str | None = None
     channel: Channel = Field(description="The channel of the feedback that opened the case.")
     feedback_id: UUID = Field(description="Event id of the feedback.received that opened the case.")
-    opened_at: AwareDatetime
+    opened_at: Timestamp
 
 
 class CaseMerged(TrackingData):
@@ -65,7 +67,7 @@ class CaseTriagedStep(TrackingData):
 
     category: Category
     priority: Priority
-    flags: list[Flag] = Field(default_factory=list)
+    flags: Flags = Field(default_factory=list)
 
 
 class CaseRoutedStep(TrackingData):
@@ -113,7 +115,7 @@ class PlanActive(TrackingData):
     plan_id: UUID
     instalments: PositiveInt
     instalment: Money
-    first_due_date: date
+    first_due_date: Day
 
 
 class InstalmentPaid(TrackingData):
@@ -130,7 +132,7 @@ class InstalmentMissed(TrackingData):
     plan_id: UUID
     instalment_number: PositiveInt
     amount_due: Money
-    due_date: date
+    due_date: Day
 
 
 class PlanBroken(TrackingData):
@@ -151,7 +153,7 @@ class PlanCompleted(TrackingData):
 class CaseResolved(TrackingData):
     """The problem was solved (a plan agreed, an explanation given, a refund made …)."""
 
-    resolution: str = Field(max_length=50, description="One of agent.resolved's resolutions")
+    resolution: Resolution
     agent_id: AgentId
 
 

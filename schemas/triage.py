@@ -6,13 +6,13 @@ from enum import StrEnum
 from typing import Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field
+from pydantic import Field
 
 from schemas.base import PublishedModel
 from schemas.channels import Channel, ChannelDetails
 from schemas.envelope import CloudEvent
 from schemas.feedback import Language
-from schemas.values import Category, Flag, Priority, Probability, Score
+from schemas.values import Category, Flags, Priority, Probability, Score, Timestamp
 
 
 class SentimentLabel(StrEnum):
@@ -46,13 +46,13 @@ class CaseTriaged(PublishedModel):
     details: ChannelDetails
     category: Category
     category_confidence: Probability
-    flags: list[Flag] = Field(default_factory=list, description="Risk flags, each at most once")
+    flags: Flags = Field(default_factory=list, description="Risk flags, each at most once")
     sentiment: Sentiment
     priority: Priority
     priority_score: int = Field(description="Sum of the score table's rows that applied")
     human_required: bool = Field(description="True for self_harm and live_fraud: never the AI lane")
     reasons: list[TriageReason] = Field(min_length=1)
-    triaged_at: AwareDatetime
+    triaged_at: Timestamp
     ruleset_version: str = Field(max_length=50, description="Version of the lexicon and score table used")
 
 

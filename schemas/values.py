@@ -7,26 +7,66 @@ exactly, and a bank's ledger must. Decimal inputs that are JSON numbers are refu
 from __future__ import annotations
 
 import re
+from datetime import date
 from decimal import Decimal
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
-from pydantic import BaseModel, BeforeValidator, Field, PlainSerializer, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+)
 
 from schemas.base import ConsumedModel, PublishedModel
 
-_DECIMAL_TEXT = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
-DECIMAL_PATTERN = r"^-?(0|[1-9][0-9]*)(\.[0-9]+)?$"
+_NUMERIC_TEXT = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
 
 
-def _decimal_text_only(value: Any) -> Any:
+def _iso_8601_only(value: object) -> object:
+    """Times arrive as ISO 8601 text; a number, or digits in a string, is a sender's bug
+    (pydantic would read it as epoch seconds, and a phone number as a date in 2407)."""
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value)):
+        raise ValueError("a time must be ISO 8601 text with a UTC offset, e.g. 2026-11-22T09:15:00+08:00")
+    return value
+
+
+def _iso_date_only(value: object) -> object:
+    if isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value)):
+        raise ValueError("a date must be ISO 8601 text, e.g. 2026-12-15")
+    return value
+
+
+Timestamp = Annotated[AwareDatetime, BeforeValidator(_iso_8601_only)]
+"""An instant with its UTC offset, as ISO 8601 text."""
+
+Day = Annotated[date, BeforeValidator(_iso_date_only)]
+"""A calendar date (a due date), as ISO 8601 text."""
+
+AMOUNT_PATTERN = r"^-?(0|[1-9][0-9]*)(\.[0-9]{1,4})?$"
+RATE_PATTERN = r"^(0|[1-9][0-9]*)(\.[0-9]{1,8})?$"
+
+
+def _decimal_text(value: Any, pattern: str, places: int) -> Any:
     if isinstance(value, Decimal):
         return value
     if not isinstance(value, str):
         raise ValueError('a decimal must be a JSON string such as "1234.50", never a number')
-    if not _DECIMAL_TEXT.fullmatch(value):
-        raise ValueError("a decimal must look like 1234.50 (digits, optional minus and fraction; no exponent)")
+    if not re.fullmatch(pattern, value):
+        raise ValueError(f"a decimal must look like 1234.50: digits, at most {places} decimal places, no exponent")
     return value
+
+
+def _amount_text(value: Any) -> Any:
+    return _decimal_text(value, AMOUNT_PATTERN, 4)
+
+
+def _rate_text(value: Any) -> Any:
+    return _decimal_text(value, RATE_PATTERN, 8)
 
 
 def _decimal_to_text(value: Decimal) -> str:
@@ -35,10 +75,11 @@ def _decimal_to_text(value: Decimal) -> str:
 
 DecimalString = Annotated[
     Decimal,
-    BeforeValidator(_decimal_text_only),
+    BeforeValidator(_amount_text),
     PlainSerializer(_decimal_to_text, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": DECIMAL_PATTERN, "examples": ["1234.50"]}),
+    WithJsonSchema({"type": "string", "pattern": AMOUNT_PATTERN, "examples": ["1234.50"]}),
 ]
+"""An exact amount: at most 4 decimal places (no currency has more than 3 minor digits)."""
 
 CurrencyCode = Annotated[str, Field(pattern=r"^[A-Z]{3}$", description="ISO 4217, e.g. CNY", examples=["CNY"])]
 
@@ -58,17 +99,29 @@ class ReceivedMoney(ConsumedModel, MoneyFields):
 
 Rate = Annotated[
     Decimal,
-    BeforeValidator(_decimal_text_only),
+    BeforeValidator(_rate_text),
     PlainSerializer(_decimal_to_text, return_type=str),
     WithJsonSchema(
         {
             "type": "string",
-            "pattern": DECIMAL_PATTERN,
+            "pattern": RATE_PATTERN,
             "description": "A yearly rate as a fraction: 0.0435 is 4.35 %",
             "examples": ["0.0435"],
         }
     ),
 ]
+
+T = TypeVar("T")
+
+
+def no_repeats(items: list[T]) -> list[T]:
+    if len(set(items)) != len(items):
+        raise ValueError("each value may appear only once")
+    return items
+
+
+UNIQUE_ITEMS: dict[str, Any] = {"uniqueItems": True}
+"""With ``AfterValidator(no_repeats)``: a JSON array of distinct values, order kept."""
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
 Score = Annotated[float, Field(ge=-1.0, le=1.0)]
@@ -177,7 +230,22 @@ class PlanKind(StrEnum):
     PROMISE_TO_PAY = "promise_to_pay"
 
 
+class Resolution(StrEnum):
+    PLAN_AGREED = "plan_agreed"
+    EXPLAINED = "explained"
+    REFUNDED = "refunded"
+    PROCESS_FIXED = "process_fixed"
+    NO_ACTION_NEEDED = "no_action_needed"
+    LEGAL_ACTION = "legal_action"
+    WITHDRAWN = "withdrawn"
+
+
 class ApprovalTier(StrEnum):
     AGENT = "agent"
     TEAM_LEAD = "team_lead"
     RISK_COMMITTEE = "risk_committee"
+
+
+Flags = Annotated[list[Flag], AfterValidator(no_repeats), Field(json_schema_extra=UNIQUE_ITEMS)]
+PiiKinds = Annotated[list[PiiKind], AfterValidator(no_repeats), Field(json_schema_extra=UNIQUE_ITEMS)]
+PlanKinds = Annotated[list[PlanKind], AfterValidator(no_repeats), Field(json_schema_extra=UNIQUE_ITEMS)]

@@ -94,7 +94,9 @@ def normalise(channel: Channel, value: bytes, *, received_at: datetime, max_body
 
 def _accept(channel: Channel, raw: RawFeedback, text: str, received_at: datetime) -> Accepted:
     details_model = DETAILS_MODELS[channel]
-    details = details_model.model_validate(raw.model_dump(include=set(details_model.model_fields) - {"channel"}))
+    details = details_model.model_validate(
+        {**raw.model_dump(include=set(details_model.model_fields) - {"channel"}), "channel": channel}
+    )
     data = FeedbackReceived(
         channel=channel,
         channel_message_id=raw.message_id,

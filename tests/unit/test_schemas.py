@@ -41,6 +41,7 @@ def feedback_event(now: datetime, **overrides: Any) -> FeedbackReceivedEvent:
             language=Language.ZH_HANS,
             sent_at=now - timedelta(minutes=15),
             details=SocialDetails(
+                channel=Channel.SOCIAL,
                 platform="weibo",
                 post_id="P1",
                 author_handle="angry_user",
@@ -146,7 +147,7 @@ def test_extra_field_in_data_or_details_is_rejected(now: datetime) -> None:
     with pytest.raises(ValidationError):
         FeedbackReceivedEvent.model_validate(document)
     with pytest.raises(ValidationError):
-        AppDetails(kind="chat", unknown="x")  # type: ignore[call-arg]
+        AppDetails(channel=Channel.APP, kind="chat", unknown="x")  # type: ignore[call-arg]
 
 
 def test_published_models_are_frozen(now: datetime) -> None:
