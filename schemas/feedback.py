@@ -11,7 +11,7 @@ from pydantic import ConfigDict, Field, NonNegativeInt, PlainSerializer, WithJso
 from schemas.base import PublishedModel
 from schemas.channels import Channel, ChannelDetails
 from schemas.envelope import CloudEvent, event_type
-from schemas.values import Timestamp
+from schemas.values import PiiKind, Probability, Timestamp
 
 
 class Language(StrEnum):
@@ -22,6 +22,14 @@ class Language(StrEnum):
     UNDETERMINED = "und"
 
 
+class PiiToken(PublishedModel):
+    """A piece of personal data intake masked: the text shows ``[KIND#token]`` in its place."""
+
+    kind: PiiKind
+    token: str = Field(pattern=r"^[0-9a-f]{16}$", description="Keyed hash: the same value always has the same token")
+    confidence: Probability
+
+
 class FeedbackReceived(PublishedModel):
     channel: Channel
     channel_message_id: str = Field(min_length=1, max_length=200)
@@ -29,10 +37,13 @@ class FeedbackReceived(PublishedModel):
         default=None, description="Stable reference of the customer; absent for anonymous posts."
     )
     case_id: UUID | None = Field(default=None, description="A case the channel says this is about.")
-    text: str = Field(min_length=1)
+    text: str = Field(min_length=1, description="Personal data masked as [KIND#token]")
     language: Language
     sent_at: Timestamp = Field(description="When the customer sent it, by the channel's clock.")
     details: ChannelDetails
+    pii: list[PiiToken] = Field(
+        default_factory=list, description="What was masked, in text and details; originals stay in the vault"
+    )
 
 
 FEEDBACK_RECEIVED_TYPE = event_type("feedback.received", 1)
@@ -71,6 +82,12 @@ HeaderNumber = Annotated[
 ]
 """Kafka header values are bytes: numbers travel as their decimal text."""
 
+HeaderFlag = Annotated[
+    bool,
+    PlainSerializer(lambda flag: "true" if flag else "false", return_type=str),
+    WithJsonSchema({"type": "string", "enum": ["true", "false"]}),
+]
+
 
 class DeadLetterHeaders(PublishedModel):
     """Headers on every dead-lettered record (``feedback.rejected`` and ``deadletter.<processor>``).
@@ -89,7 +106,13 @@ class DeadLetterHeaders(PublishedModel):
     source_offset: HeaderNumber
     rejected_at: Timestamp
     processor: str
+    masked: HeaderFlag = Field(
+        default=False, description="True when personal data in the value was masked; the original is in the vault"
+    )
+    original_ref: str | None = Field(
+        default=None, pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the original bytes, its key in the vault"
+    )
 
     def to_kafka_headers(self) -> list[tuple[str, bytes]]:
-        values = self.model_dump(mode="json", by_alias=True)
+        values = self.model_dump(mode="json", by_alias=True, exclude_none=True)
         return [(name, str(value).encode()) for name, value in values.items()]

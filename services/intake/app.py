@@ -11,6 +11,7 @@ from schemas import topics
 from schemas.channels import Channel
 from schemas.feedback import RejectReason
 from services.intake import logic, store
+from services.privacy.logic import RedactedBytes, redact_bytes
 from services.runtime.deadletter import InboundMessage
 from services.runtime.kafka import Record, event_record
 from services.runtime.settings import Settings
@@ -32,6 +33,9 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
     )
     channel_by_topic = {settings.topic(topics.raw_topic(channel)): channel for channel in Channel}
     received_topic = settings.topic(topics.FEEDBACK_RECEIVED)
+    pii_key = settings.pii_key()
+    if settings.uses_development_pii_key and not settings.uses_embedded_broker:
+        log.warning("PARLEY_PII_TOKEN_KEY is the development key: tokens are not secret; set a real key")
 
     def normalise(message: InboundMessage) -> logic.Accepted | logic.Rejected:
         channel = channel_by_topic.get(message.topic)
@@ -42,23 +46,43 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
             datetime.fromtimestamp(message.timestamp_ms / 1000, UTC) if message.timestamp_ms else datetime.now(UTC)
         )
         return logic.normalise(
-            channel, message.value, received_at=received_at, max_body_bytes=settings.intake_max_body_bytes
+            channel,
+            message.value,
+            received_at=received_at,
+            max_body_bytes=settings.intake_max_body_bytes,
+            pii_key=pii_key,
         )
 
     async def handle(messages: list[InboundMessage]) -> None:
-        accepted: list[tuple[str, Record]] = []
-        rejected: list[tuple[InboundMessage, logic.Rejected]] = []
+        accepted: list[tuple[logic.Accepted, Record]] = []
+        rejected: list[tuple[InboundMessage, logic.Rejected, RedactedBytes]] = []
         for message in messages:
             outcome = normalise(message)
             if isinstance(outcome, logic.Rejected):
-                rejected.append((message, outcome))
+                rejected.append((message, outcome, redact_bytes(message.value, pii_key)))
             else:
-                accepted.append((outcome.dedupe_key, event_record(received_topic, outcome.key, outcome.event)))
+                accepted.append((outcome, event_record(received_topic, outcome.key, outcome.event)))
         new = await store.accept_once(app.pool, accepted)
         if len(accepted) > new:
             app.counters["duplicates"] += len(accepted) - new
             log.info("repeats dropped", extra={"count": len(accepted) - new})
-        await asyncio.gather(*(app.dead_letter(message, r.reason, r.detail) for message, r in rejected))
+        # A rejected record goes back to its channel team; personal data in it stays in the vault.
+        holding_pii = [(m, r, red) for m, r, red in rejected if red.spans]
+        await store.keep_rejected(
+            app.pool, [(red.original_ref, f"{m.topic}/{m.partition}/{m.offset}", m.value) for m, _, red in holding_pii]
+        )
+        await asyncio.gather(
+            *(
+                app.dead_letter(
+                    message,
+                    reason.reason,
+                    reason.detail,
+                    masked_value=redacted.value if redacted.spans else None,
+                    original_ref=redacted.original_ref if redacted.spans else None,
+                )
+                for message, reason, redacted in rejected
+            )
+        )
 
     raw_topics = app.topic(*channel_by_topic)
 

@@ -11,7 +11,9 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from schemas.channels import DETAILS_MODELS, RAW_MODELS, Channel, RawFeedback
-from schemas.feedback import FeedbackReceived, FeedbackReceivedEvent, Language, RejectReason
+from schemas.feedback import FeedbackReceived, FeedbackReceivedEvent, Language, PiiToken, RejectReason
+from schemas.values import PiiKind
+from services.privacy.logic import mask, mask_value
 from services.runtime.errors import describe_validation_error
 
 SOURCE = "/parley/intake"
@@ -36,6 +38,8 @@ class Accepted:
     event: FeedbackReceivedEvent
     key: str
     dedupe_key: str
+    originals: tuple[tuple[str, str, str], ...] = ()
+    """(token, kind, original value) for the vault; never published."""
 
 
 @dataclass(frozen=True)
@@ -63,7 +67,9 @@ def detect_language(text: str) -> Language:
     return Language.ZH_HANT if traditional > simplified else Language.ZH_HANS
 
 
-def normalise(channel: Channel, value: bytes, *, received_at: datetime, max_body_bytes: int) -> Accepted | Rejected:
+def normalise(
+    channel: Channel, value: bytes, *, received_at: datetime, max_body_bytes: int, pii_key: bytes
+) -> Accepted | Rejected:
     """Turn one raw record of ``channel`` into a canonical event, or a rejection with a reason."""
     if len(value) > max_body_bytes:
         return Rejected(RejectReason.TOO_LARGE, f"{len(value)} bytes; the limit is {max_body_bytes}")
@@ -89,23 +95,39 @@ def normalise(channel: Channel, value: bytes, *, received_at: datetime, max_body
     text = raw.feedback_text()
     if not text.strip():
         return Rejected(RejectReason.EMPTY_TEXT, "the message has no text")
-    return _accept(channel, raw, text, received_at)
+    return _accept(channel, raw, text, received_at, pii_key)
 
 
-def _accept(channel: Channel, raw: RawFeedback, text: str, received_at: datetime) -> Accepted:
+# Channel detail fields that are personal data by definition: masked whole, whatever they hold.
+PERSONAL_DETAIL_FIELDS: dict[str, PiiKind] = {
+    "caller_number": PiiKind.MOBILE,
+    "sender_name": PiiKind.NAME,
+    "sender_email": PiiKind.EMAIL,
+}
+
+
+def _accept(channel: Channel, raw: RawFeedback, text: str, received_at: datetime, pii_key: bytes) -> Accepted:
+    masked = mask(text, pii_key)
+    found = list(masked.spans)
     details_model = DETAILS_MODELS[channel]
-    details = details_model.model_validate(
-        {**raw.model_dump(include=set(details_model.model_fields) - {"channel"}), "channel": channel}
-    )
+    fields = raw.model_dump(include=set(details_model.model_fields) - {"channel"})
+    for name, kind in PERSONAL_DETAIL_FIELDS.items():
+        if fields.get(name):
+            whole = mask_value(kind, fields[name], pii_key)
+            fields[name] = whole.placeholder
+            found.append(whole)
+    details = details_model.model_validate({**fields, "channel": channel})
+    tokens = {item.token: item for item in found}  # one entry per distinct value
     data = FeedbackReceived(
         channel=channel,
         channel_message_id=raw.message_id,
         customer_ref=raw.customer_id,
         case_id=raw.case_id,
-        text=text,
+        text=masked.text,
         language=detect_language(text),
         sent_at=raw.sent_at,
         details=details,
+        pii=[PiiToken(kind=i.span.kind, token=i.token, confidence=i.span.confidence) for i in tokens.values()],
     )
     event = FeedbackReceivedEvent(
         id=feedback_id(channel, raw.message_id),
@@ -115,4 +137,9 @@ def _accept(channel: Channel, raw: RawFeedback, text: str, received_at: datetime
         data=data,
     )
     key = raw.customer_id or f"{channel.value}:{raw.message_id}"
-    return Accepted(event=event, key=key, dedupe_key=f"{channel.value}:{raw.message_id}")
+    return Accepted(
+        event=event,
+        key=key,
+        dedupe_key=f"{channel.value}:{raw.message_id}",
+        originals=tuple((i.token, i.span.kind.value, i.span.value) for i in tokens.values()),
+    )

@@ -29,8 +29,17 @@ class InboundMessage:
 
 
 def dead_letter_record(
-    message: InboundMessage, *, target_topic: str, reason: str, detail: str, processor: str, now: datetime
+    message: InboundMessage,
+    *,
+    target_topic: str,
+    reason: str,
+    detail: str,
+    processor: str,
+    now: datetime,
+    masked_value: bytes | None = None,
+    original_ref: str | None = None,
 ) -> Record:
+    """The original record with reason headers; ``masked_value`` replaces a value that held personal data."""
     headers = DeadLetterHeaders(
         reason=reason,
         detail=detail[:1000],
@@ -39,7 +48,10 @@ def dead_letter_record(
         source_offset=message.offset,
         rejected_at=now,
         processor=processor,
+        masked=masked_value is not None,
+        original_ref=original_ref,
     ).to_kafka_headers()
     # Keep the original headers (a channel's trace ids), minus any rejection headers of an earlier hop.
     kept = [(name, value) for name, value in message.headers if not name.startswith(REJECTION_HEADER_PREFIX)]
-    return Record(target_topic, message.key, message.value, headers + kept)
+    value = message.value if masked_value is None else masked_value
+    return Record(target_topic, message.key, value, headers + kept)

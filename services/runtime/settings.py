@@ -32,6 +32,10 @@ class LogFormat(StrEnum):
     TEXT = "text"
 
 
+# Only for the embedded development setup: tokens made with it are not secret.
+DEVELOPMENT_PII_KEY = "parley-development-key-not-for-production"
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore", frozen=True)
 
@@ -73,6 +77,12 @@ class Settings(BaseSettings):
     # ---- local state ----
     data_dir: Path = Field(default=Path(".parley"), description="Embedded database files and run logs.")
 
+    # ---- personal data ----
+    pii_token_key: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_PII_KEY),
+        description="Key of the keyed hash that makes personal-data tokens; set a long random secret in production.",
+    )
+
     # ---- processing ----
     intake_max_body_bytes: PositiveInt = Field(
         default=256 * 1024, description="Raw messages larger than this are rejected as too_large."
@@ -107,6 +117,13 @@ class Settings(BaseSettings):
         if self.kafka_heartbeat_interval_seconds is not None:
             return self.kafka_heartbeat_interval_seconds
         return min(self.session_timeout_seconds() / 4, 3.0)
+
+    def pii_key(self) -> bytes:
+        return self.pii_token_key.get_secret_value().encode()
+
+    @property
+    def uses_development_pii_key(self) -> bool:
+        return self.pii_token_key.get_secret_value() == DEVELOPMENT_PII_KEY
 
     def topic(self, name: str) -> str:
         return f"{self.kafka_topic_prefix}{name}"

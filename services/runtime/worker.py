@@ -222,7 +222,15 @@ class ProcessorApp(faust.App):
                 await self.dead_letter(messages[0], "unhandled_error", type(exc).__name__)
                 return
 
-    async def dead_letter(self, message: InboundMessage, reason: str, detail: str) -> None:
+    async def dead_letter(
+        self,
+        message: InboundMessage,
+        reason: str,
+        detail: str,
+        *,
+        masked_value: bytes | None = None,
+        original_ref: str | None = None,
+    ) -> None:
         record = dead_letter_record(
             message,
             target_topic=self.settings.topic(self.dead_letter_topic),
@@ -230,6 +238,8 @@ class ProcessorApp(faust.App):
             detail=detail,
             processor=self.processor,
             now=datetime.now(UTC),
+            masked_value=masked_value,
+            original_ref=original_ref,
         )
         await self.publish_now(record)
         self.counters["dead_lettered"] += 1

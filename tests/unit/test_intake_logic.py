@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
@@ -55,7 +56,7 @@ EXPECTED_DETAILS = {
 
 def run(channel: Channel, body: dict[str, Any] | bytes, now: datetime, limit: int = LIMIT) -> Accepted | Rejected:
     value = body if isinstance(body, bytes) else encode(body)
-    return normalise(channel, value, received_at=now, max_body_bytes=limit)
+    return normalise(channel, value, received_at=now, max_body_bytes=limit, pii_key=b"test-key")
 
 
 def accepted(channel: Channel, body: dict[str, Any] | bytes, now: datetime) -> Accepted:
@@ -119,9 +120,15 @@ def test_received_at_is_the_event_time_not_sent_at(now: datetime) -> None:
 
 
 def test_hotline_details(now: datetime) -> None:
-    details = accepted(Channel.HOTLINE, raw_message(Channel.HOTLINE, "H-1"), now).event.data.details
+    result = accepted(Channel.HOTLINE, raw_message(Channel.HOTLINE, "H-1"), now)
+    details = result.event.data.details
     assert isinstance(details, HotlineDetails)
-    assert details.caller_number == "+86 138 0013 8000"
+    # The caller's number is personal data: it travels as a token, the original goes to the vault.
+    assert details.caller_number is not None
+    assert re.fullmatch(r"\[MOBILE#[0-9a-f]{16}\]", details.caller_number)
+    token = details.caller_number[8:-1]
+    assert (token, "mobile", "+86 138 0013 8000") in result.originals
+    assert "+86 138 0013 8000" not in result.event.model_dump_json()
     assert details.ivr_path == ["main", "loans"]
     assert details.duration_seconds == 340
 
@@ -159,10 +166,13 @@ def test_branch_details(now: datetime) -> None:
 
 
 def test_letter_details(now: datetime) -> None:
-    details = accepted(Channel.LETTER, raw_message(Channel.LETTER, "L-1"), now).event.data.details
+    result = accepted(Channel.LETTER, raw_message(Channel.LETTER, "L-1"), now)
+    details = result.event.data.details
     assert isinstance(details, LetterDetails)
     assert details.kind == "email"
-    assert details.sender_email == "someone@mail.example"
+    assert details.sender_email is not None
+    assert details.sender_email.startswith("[EMAIL#")
+    assert "someone@mail.example" not in result.event.model_dump_json()
     assert details.subject == "Complaint"
     assert details.sender_name is None
 

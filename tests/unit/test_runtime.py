@@ -176,7 +176,9 @@ def test_topic_configs_only_for_large_record_topics(clean_env: pytest.MonkeyPatc
 
 
 def test_event_record_is_structured_mode(now: datetime) -> None:
-    result = normalise(Channel.APP, encode(raw_message(Channel.APP, "K-1")), received_at=now, max_body_bytes=65536)
+    result = normalise(
+        Channel.APP, encode(raw_message(Channel.APP, "K-1")), received_at=now, max_body_bytes=65536, pii_key=b"test-key"
+    )
     assert isinstance(result, Accepted)
     record = event_record("feedback.received", result.key, result.event)
     assert record.topic == "feedback.received"
@@ -237,6 +239,7 @@ def test_dead_letter_record(now: datetime) -> None:
         ("parley-source-offset", b"1234"),
         ("parley-rejected-at", b"2026-11-22T09:30:00Z"),
         ("parley-processor", b"intake"),
+        ("parley-masked", b"false"),
         ("trace-id", b"abc"),
         ("x-channel", b"app"),
     ]

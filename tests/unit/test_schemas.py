@@ -231,5 +231,6 @@ def test_dead_letter_kafka_headers() -> None:
         ("parley-source-offset", b"7"),
         ("parley-rejected-at", b"2026-11-22T09:30:00Z"),
         ("parley-processor", b"intake"),
+        ("parley-masked", b"false"),
     ]
     assert rejection_header("source_offset") == "parley-source-offset"

@@ -39,7 +39,7 @@ def test_valid_messages_are_accepted(channel: Channel, seed: int, now: datetime)
         message = generate(channel, rng, now, sequence, malformed_share=0.0)
         assert message.flaw is None
         assert message.channel is channel
-        result = normalise(channel, message.value, received_at=now, max_body_bytes=LIMIT)
+        result = normalise(channel, message.value, received_at=now, max_body_bytes=LIMIT, pii_key=b"test-key")
         assert isinstance(result, Accepted), (message.value, result)
         assert result.event.data.channel is channel
         assert result.event.data.channel_message_id == message.message_id
@@ -65,7 +65,7 @@ def test_message_id_carries_channel_date_run_and_sequence(now: datetime) -> None
 def test_forced_flaw_is_rejected_with_matching_reason(channel: Channel, flaw: Flaw, now: datetime) -> None:
     body = raw_body(channel, random.Random(3), now, "SIM-1")
     value = _flawed(flaw, body, TEXT_FIELD.get(channel, "text"))
-    result = normalise(channel, value, received_at=now, max_body_bytes=LIMIT)
+    result = normalise(channel, value, received_at=now, max_body_bytes=LIMIT, pii_key=b"test-key")
     assert isinstance(result, Rejected)
     assert result.reason is FLAW_REASON[flaw]
 
@@ -79,7 +79,7 @@ def test_generated_flaws_cover_every_kind_and_match_their_reason(now: datetime) 
         message = generate(channel, rng, now, sequence, malformed_share=1.0)
         assert message.flaw is not None
         assert message.key is None
-        result = normalise(channel, message.value, received_at=now, max_body_bytes=LIMIT)
+        result = normalise(channel, message.value, received_at=now, max_body_bytes=LIMIT, pii_key=b"test-key")
         assert isinstance(result, Rejected), message.flaw
         assert result.reason is FLAW_REASON[message.flaw]
         seen.add(message.flaw)

@@ -25,7 +25,11 @@ from tests.samples import encode, raw_message
 
 def feedback(channel: Channel, message_id: str, received_at: datetime, **overrides: object) -> FeedbackReceivedEvent:
     result = normalise(
-        channel, encode(raw_message(channel, message_id, **overrides)), received_at=received_at, max_body_bytes=65536
+        channel,
+        encode(raw_message(channel, message_id, **overrides)),
+        received_at=received_at,
+        max_body_bytes=65536,
+        pii_key=b"k",
     )
     assert isinstance(result, Accepted), result
     return result.event
