@@ -53,7 +53,7 @@ class CaseTriaged(PublishedModel):
     human_required: bool = Field(description="True for self_harm and live_fraud: never the AI lane")
     reasons: list[TriageReason] = Field(min_length=1)
     triaged_at: Timestamp
-    ruleset_version: str = Field(max_length=50, description="Version of the lexicon and score table used")
+    ruleset_version: str = Field(max_length=200, description="Versions of the rules and the model used")
 
 
 class CaseTriagedEvent(CloudEvent[CaseTriaged]):

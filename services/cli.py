@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from schemas import topics
 from schemas.catalog import EVENTS
@@ -31,7 +31,10 @@ from services.runtime.settings import Settings
 from services.runtime.worker import Connections
 from services.simulator.app import SimulatorStats, simulate
 
-PROCESSORS = ("intake", "tracker")
+if TYPE_CHECKING:
+    from services.triage.logic import Triage
+
+PROCESSORS = ("intake", "triage", "tracker")
 
 
 def _redact(url: str) -> str:
@@ -354,6 +357,74 @@ def command_schemas_validate(args: argparse.Namespace) -> int:
     return 0 if report.invalid == 0 else 1
 
 
+def _triage_line(triage: Triage, key: bytes, text: str, channel: Channel, line_id: object = None) -> dict[str, object]:
+    from services.privacy.logic import mask
+
+    masked = mask(text, key)
+    result = triage.assess(masked.text, channel)
+    output: dict[str, object] = {} if line_id is None else {"id": line_id}
+    output.update(
+        category=result.category.value,
+        confidence=result.category_confidence,
+        flags=[flag.value for flag in result.flags],
+        sentiment={"label": result.sentiment.value, "score": result.sentiment_score},
+        priority=result.priority.value,
+        priority_score=result.priority_score,
+        human_required=result.human_required,
+        masked_text=masked.text,
+        pii=[
+            {
+                "kind": s.span.kind.value,
+                "start": s.span.start,
+                "end": s.span.end,
+                "token": s.token,
+                "confidence": s.span.confidence,
+            }
+            for s in masked.spans
+        ],
+        reasons=[reason.model_dump(exclude_none=True) for reason in result.reasons],
+    )
+    return output
+
+
+def command_triage(args: argparse.Namespace) -> int:
+    from services.triage.evaluate import default_triage  # numpy and the models load only when needed
+
+    settings = Settings()
+    triage = default_triage()
+    key = settings.pii_key()
+    if args.jsonl is None:
+        if not args.text:
+            print("parley triage: give a TEXT, or --jsonl FILE", file=sys.stderr)
+            return 2
+        print(json.dumps(_triage_line(triage, key, args.text, Channel(args.channel)), ensure_ascii=False, indent=2))
+        return 0
+    path = Path(args.jsonl)
+    if not path.is_file():
+        print(f"parley triage: no such file: {path}", file=sys.stderr)
+        return 2
+    failed = 0
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+                text, channel = item["text"], Channel(item.get("channel", "app"))
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError("text must be non-empty text")
+            except (ValueError, KeyError, TypeError) as exc:
+                failed += 1
+                print(
+                    f"parley triage: line {number}: {type(exc).__name__}: needs a JSON object with "
+                    f'"text" and optionally "id" and "channel" ({exc})',
+                    file=sys.stderr,
+                )
+                continue
+            print(json.dumps(_triage_line(triage, key, text, channel, item.get("id")), ensure_ascii=False))
+    return 1 if failed else 0
+
+
 def command_schemas_list(_args: argparse.Namespace) -> int:
     for spec in EVENTS:
         print(f"{spec.name:<50} {', '.join(spec.topics):<28} {spec.summary}")
@@ -377,6 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     publish.add_argument("--channel", required=True, help=f"one of: {', '.join(c.value for c in Channel)}")
     publish.add_argument("file", help="one raw event (a JSON object) per line")
     publish.set_defaults(handler=command_publish)
+    triage = commands.add_parser("triage", help="triage a text (or a JSON-lines file) and print the result as JSON")
+    triage.add_argument("text", nargs="?", help="the customer's words")
+    triage.add_argument("--channel", default="app", choices=[c.value for c in Channel], help="where it came from")
+    triage.add_argument("--jsonl", metavar="FILE", help='lines of {"id": …, "text": …, "channel": …}')
+    triage.set_defaults(handler=command_triage)
     contracts = commands.add_parser("schemas", help="the event contracts: list types, validate a file")
     schema_commands = contracts.add_subparsers(dest="schemas_command", required=True)
     validate = schema_commands.add_parser("validate", help="check a JSON-lines file of events, line by line")

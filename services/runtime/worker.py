@@ -253,6 +253,10 @@ class ProcessorApp(faust.App):
             },
         )
 
+    async def publish_all(self, records: list[Record]) -> None:
+        """Publish records and wait for every ack (sent together, so one batch costs one round trip)."""
+        await asyncio.gather(*(self.publish_now(record) for record in records))
+
     async def publish_now(self, record: Record) -> None:
         """Publish and wait for the broker's ack, retrying until it comes: the record is not lost."""
         assert self._direct_producer is not None

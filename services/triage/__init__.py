@@ -1,0 +1,1 @@
+"""Triage: category, risk flags, sentiment and priority of each feedback, with the reasons."""

@@ -1,0 +1,97 @@
+"""Triage's faust agent: the only place triage touches topics.
+
+Triage changes no state: each feedback.received gives one case.triaged, published before the
+batch is acknowledged, with an event id derived from the feedback's (a redelivery repeats the
+same id, which consumers drop).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas import topics
+from schemas.channels import SocialDetails
+from schemas.feedback import FeedbackReceivedEvent, RejectReason
+from schemas.triage import CaseTriaged, CaseTriagedEvent, Sentiment
+from services.runtime.deadletter import InboundMessage
+from services.runtime.errors import PermanentError, describe_validation_error
+from services.runtime.kafka import Record, event_record
+from services.runtime.settings import Settings
+from services.runtime.worker import Connections, ProcessorApp
+from services.triage.logic import Triage, TriageResult
+from services.triage.model import load_models
+from services.triage.rules import category_cues, flag_detector, priority_table
+
+PROCESSOR = "triage"
+SOURCE = "/parley/triage"
+TRIAGED_ID_NAMESPACE = uuid.UUID("6c1f0b7e-3a52-4d9e-8f21-5b7a9c0d2e43")
+
+
+def triaged_event(
+    feedback: FeedbackReceivedEvent, result: TriageResult, ruleset: str, now: datetime
+) -> CaseTriagedEvent:
+    data = feedback.data
+    return CaseTriagedEvent(
+        id=uuid.uuid5(TRIAGED_ID_NAMESPACE, str(feedback.id)),
+        source=SOURCE,
+        time=now,
+        subject=str(data.case_id) if data.case_id else None,
+        data=CaseTriaged(
+            feedback_id=feedback.id,
+            case_id=data.case_id,
+            customer_ref=data.customer_ref,
+            channel=data.channel,
+            language=data.language,
+            text=data.text,
+            details=data.details,
+            category=result.category,
+            category_confidence=result.category_confidence,
+            flags=list(result.flags),
+            sentiment=Sentiment(label=result.sentiment, score=result.sentiment_score),
+            priority=result.priority,
+            priority_score=result.priority_score,
+            human_required=result.human_required,
+            reasons=list(result.reasons),
+            triaged_at=now,
+            ruleset_version=ruleset,
+        ),
+    )
+
+
+def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
+    app = ProcessorApp(
+        PROCESSOR,
+        settings,
+        connections,
+        topics_to_create=topics.ALL_TOPICS,
+        dead_letter_topic=topics.dead_letter_topic(PROCESSOR),
+        relays_outbox=False,
+    )
+    triage = Triage(load_models(), flag_detector(), priority_table(), category_cues())  # loads and validates at start
+    triaged_topic = settings.topic(topics.CASE_TRIAGED)
+
+    async def handle(messages: list[InboundMessage]) -> None:
+        records: list[Record] = []
+        for message in messages:
+            try:
+                feedback = FeedbackReceivedEvent.model_validate_json(message.value)
+            except ValidationError as exc:
+                raise PermanentError(RejectReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from exc
+            details = feedback.data.details
+            result = triage.assess(
+                feedback.data.text, feedback.data.channel, details if isinstance(details, SocialDetails) else None
+            )
+            event = triaged_event(feedback, result, triage.ruleset_version, datetime.now(UTC))
+            key = feedback.data.customer_ref or (message.key or b"").decode() or str(feedback.id)
+            records.append(event_record(triaged_topic, key, event))
+        await app.publish_all(records)
+
+    @app.agent(app.topic(settings.topic(topics.FEEDBACK_RECEIVED)), name="triage")
+    async def triage_agent(stream: Any) -> None:
+        await app.consume(stream, handle)
+
+    return app

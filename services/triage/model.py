@@ -1,0 +1,177 @@
+"""The linear text classifiers (category and sentiment), scored from exported arrays.
+
+Features are character 1-3-grams of the normalised, masked text (digits folded to 0, masked
+personal data folded to one mark), weighted by sublinear TF-IDF and L2-normalised, exactly as
+scikit-learn's TfidfVectorizer did at training (services/triage/train.py). Scoring needs only
+numpy, and names the n-grams that pushed the winning class most.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+_MASKED = re.compile(r"\[(?:resident_id|mobile|bank_card|email|name)#[0-9a-f]{16}\]")
+_DIGITS = re.compile(r"\d")
+PII_MARK = "\ue000"  # one private-use character stands for any masked span
+
+
+def fold(normalised_text: str) -> str:
+    return _DIGITS.sub("0", _MASKED.sub(PII_MARK, normalised_text))
+
+
+CUE_PREFIX = "§cue:"
+
+
+def ngrams(normalised_text: str) -> list[str]:
+    """Every character n-gram of the folded text (whitespace-only ones are never in the vocabulary)."""
+    text = fold(normalised_text)
+    length = len(text)
+    grams = list(text)
+    grams += [text[i : i + 2] for i in range(length - 1)]
+    grams += [text[i : i + 3] for i in range(length - 2)]
+    return grams
+
+
+def cue_tokens(found: Mapping[Any, list[str]]) -> list[str]:
+    """One category token per cue word found: two words of a category weigh more than one."""
+    return [str(getattr(category, "value", category)) for category, words in found.items() for _ in words]
+
+
+def features(normalised_text: str, cue_categories: Iterable[str]) -> list[str]:
+    """The classifier's features: the n-grams, and one ``§cue:<category>`` per category whose domain
+    words the text contains (services/triage/rules/categories.yaml)."""
+    return ngrams(normalised_text) + [f"{CUE_PREFIX}{category}" for category in cue_categories]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    label: str
+    confidence: float
+    top_features: tuple[tuple[str, float], ...]
+    """The n-grams that added most to the winning class, with their contributions."""
+
+
+class FeatureIndex:
+    """The shared vocabulary and IDF weights: a text's TF-IDF vector, as indices and values."""
+
+    def __init__(self, vocabulary: list[str], idf: npt.NDArray[np.float64]) -> None:
+        self._index = {feature: position for position, feature in enumerate(vocabulary)}
+        self.vocabulary = vocabulary
+        self._idf = idf
+
+    def vector(self, features: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        known = [position for position in map(self._index.get, features) if position is not None]
+        positions = np.array(known, dtype=np.int64)
+        if positions.size == 0:
+            return positions, np.zeros(0)
+        unique, counts = np.unique(positions, return_counts=True)
+        weights = (1.0 + np.log(counts)) * self._idf[unique]
+        norm = float(np.sqrt(weights @ weights))
+        return unique, weights / norm if norm else weights
+
+
+class LinearModel:
+    def __init__(self, classes: list[str], coef: npt.NDArray[np.float64], intercept: npt.NDArray[np.float64]) -> None:
+        self.classes = classes
+        self._coef = coef
+        self._intercept = intercept
+
+    def predict(
+        self,
+        vector: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]],
+        vocabulary: list[str],
+        explain: int = 5,
+    ) -> Prediction:
+        positions, weights = vector
+        logits = self._coef[:, positions] @ weights + self._intercept
+        exp = np.exp(logits - logits.max())
+        probabilities = exp / exp.sum()
+        best = int(probabilities.argmax())
+        contributions = self._coef[best, positions] * weights
+        order = np.argsort(contributions)[::-1][:explain]
+        top = tuple(
+            (vocabulary[int(positions[i])], round(float(contributions[i]), 4)) for i in order if contributions[i] > 0
+        )
+        return Prediction(self.classes[best], float(probabilities[best]), top)
+
+
+class FlagModel:
+    """One binary classifier per flag; a flag's probability at or above its threshold raises it."""
+
+    def __init__(
+        self,
+        names: list[str],
+        coef: npt.NDArray[np.float64],
+        intercept: npt.NDArray[np.float64],
+        thresholds: npt.NDArray[np.float64],
+    ) -> None:
+        self.names = names
+        self._coef = coef
+        self._intercept = intercept
+        self.thresholds = dict(zip(names, (float(t) for t in thresholds), strict=True))
+
+    def raised(
+        self, vector: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]], vocabulary: list[str]
+    ) -> list[tuple[str, float, tuple[tuple[str, float], ...]]]:
+        """(flag, probability, top n-grams) for each flag the classifier raises."""
+        positions, weights = vector
+        logits = self._coef[:, positions] @ weights + self._intercept
+        probabilities = 1.0 / (1.0 + np.exp(-logits))
+        found = []
+        for row, name in enumerate(self.names):
+            probability = float(probabilities[row])
+            if probability >= self.thresholds[name]:
+                contributions = self._coef[row, positions] * weights
+                order = np.argsort(contributions)[::-1][:5]
+                top = tuple(
+                    (vocabulary[int(positions[i])], float(contributions[i])) for i in order if contributions[i] > 0
+                )
+                found.append((name, probability, top))
+        return found
+
+
+@dataclass(frozen=True)
+class TextModels:
+    features: FeatureIndex
+    category: LinearModel
+    sentiment: LinearModel
+    flags: FlagModel
+    version: str
+
+
+MODEL_FILE = "triage-models.npz"
+
+
+@cache
+def load_models() -> TextModels:
+    path = resources.files("services.triage").joinpath("model", MODEL_FILE)
+    with resources.as_file(path) as file, np.load(file, allow_pickle=False) as data:
+        vocabulary = [str(feature) for feature in data["vocabulary"]]
+        return TextModels(
+            features=FeatureIndex(vocabulary, data["idf"].astype(np.float64)),
+            category=LinearModel(
+                [str(c) for c in data["category_classes"]],
+                data["category_coef"].astype(np.float64),
+                data["category_intercept"].astype(np.float64),
+            ),
+            sentiment=LinearModel(
+                [str(c) for c in data["sentiment_classes"]],
+                data["sentiment_coef"].astype(np.float64),
+                data["sentiment_intercept"].astype(np.float64),
+            ),
+            flags=FlagModel(
+                [str(name) for name in data["flag_names"]],
+                data["flag_coef"].astype(np.float64),
+                data["flag_intercept"].astype(np.float64),
+                data["flag_threshold"].astype(np.float64),
+            ),
+            version=str(data["version"]),
+        )
