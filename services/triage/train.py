@@ -86,6 +86,11 @@ FLAG_THRESHOLDS = {
 }
 
 
+def training_digest(rows: list[dict[str, Any]]) -> str:
+    """Names the training data a model came from: a test compares it with the data shipped."""
+    return hashlib.sha256("\n".join(json.dumps(r, sort_keys=True) for r in rows).encode()).hexdigest()[:12]
+
+
 def train(rows: list[dict[str, Any]]) -> dict[str, Any]:
     texts = [prepared(row["text"]) for row in rows]
     vectoriser = _vectoriser()
@@ -109,8 +114,7 @@ def train(rows: list[dict[str, Any]]) -> dict[str, Any]:
     arrays["flag_coef"] = np.array(coefficients, dtype=np.float32)
     arrays["flag_intercept"] = np.array(intercepts, dtype=np.float32)
     arrays["flag_threshold"] = np.array([FLAG_THRESHOLDS[flag] for flag in flag_names], dtype=np.float32)
-    digest = hashlib.sha256("\n".join(json.dumps(r, sort_keys=True) for r in rows).encode()).hexdigest()[:12]
-    arrays["version"] = np.array(f"train-{len(rows)}-{digest}")
+    arrays["version"] = np.array(f"train-{len(rows)}-{training_digest(rows)}")
     return arrays
 
 

@@ -90,3 +90,11 @@ def test_the_cli_triages_a_jsonl_file(tmp_path: Path) -> None:
     assert any(r["decided"] == "flag" and r["value"] == "live_fraud" for r in first["reasons"])
     assert second["id"] == "b"
     assert second["flags"] == []
+
+
+def test_the_shipped_model_was_trained_on_the_shipped_training_data() -> None:
+    from services.triage.model import load_models
+    from services.triage.train import load_training_rows, training_digest
+
+    rows = load_training_rows()
+    assert load_models().version == f"train-{len(rows)}-{training_digest(rows)}", "run `make train-triage`"
