@@ -101,7 +101,8 @@ def _progress_line(elapsed: float, stats: SimulatorStats, monitor: PipelineMonit
         f"[{elapsed:6.1f}s] published {stats.published_total:>7,} "
         f"(valid {sum(stats.valid.values()):,}, malformed {sum(stats.flawed.values()):,}, "
         f"repeats {sum(stats.duplicates.values()):,}) | accepted {sum(counts.accepted.values()):>7,} "
-        f"| rejected {sum(counts.rejected.values()):>6,} | cases {sum(counts.cases.values()):>7,} "
+        f"| rejected {sum(counts.rejected.values()):>6,} | triaged {sum(counts.triaged_priorities.values()):>7,} "
+        f"(P1 {counts.triaged_priorities['P1']:,}) | cases {sum(counts.cases.values()):>7,} "
         f"| {rate:7.1f} cases/s"
     )
 
@@ -121,6 +122,10 @@ def _summary(stats: SimulatorStats, monitor: PipelineMonitor, throughput: float,
             f"{counts.accepted[channel.value]:>9,} {counts.rejected[channel.value]:>9,} "
             f"{counts.cases[channel.value]:>8,}"
         )
+    lines.append(
+        "Triaged, by priority: "
+        + ", ".join(f"{priority} {counts.triaged_priorities[priority]:,}" for priority in ("P1", "P2", "P3", "P4"))
+    )
     lines.append("Rejected, by reason:")
     for reason, count in sorted(counts.rejected_reasons.items()):
         lines.append(f"  {reason:<20} {count:>8,}")
@@ -233,6 +238,7 @@ def _drained(stats: SimulatorStats, monitor: PipelineMonitor) -> bool:
     return (
         sum(counts.accepted.values()) >= valid
         and sum(counts.cases.values()) >= valid
+        and sum(counts.triaged_priorities.values()) >= valid
         and sum(counts.rejected.values()) >= sum(stats.flawed.values())
     )
 

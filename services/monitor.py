@@ -27,6 +27,7 @@ class PipelineCounts:
     rejected: Counter[str] = field(default_factory=Counter)
     rejected_reasons: Counter[str] = field(default_factory=Counter)
     cases: Counter[str] = field(default_factory=Counter)
+    triaged_priorities: Counter[str] = field(default_factory=Counter)
 
 
 class PipelineMonitor:
@@ -36,6 +37,7 @@ class PipelineMonitor:
         self._consumer = AIOKafkaConsumer(
             settings.topic(topics.FEEDBACK_RECEIVED),
             settings.topic(topics.FEEDBACK_REJECTED),
+            settings.topic(topics.CASE_TRIAGED),
             **client_options(settings, bootstrap_servers),
             group_id=None,
             auto_offset_reset="earliest",
@@ -59,6 +61,7 @@ class PipelineMonitor:
 
     async def _consume(self) -> None:
         received = self._settings.topic(topics.FEEDBACK_RECEIVED)
+        triaged = self._settings.topic(topics.CASE_TRIAGED)
         source_header = rejection_header("source_topic")
         reason_header = rejection_header("reason")
         raw_prefix = self._settings.topic(topics.RAW_PREFIX)
@@ -68,6 +71,9 @@ class PipelineMonitor:
                 for record in records:
                     if partition.topic == received:
                         self.counts.accepted[json.loads(record.value)["data"]["channel"]] += 1
+                        continue
+                    if partition.topic == triaged:
+                        self.counts.triaged_priorities[json.loads(record.value)["data"]["priority"]] += 1
                         continue
                     headers = dict(record.headers)
                     source = headers.get(source_header, b"").decode()
