@@ -176,16 +176,17 @@ def find_pii(text: str) -> list[PiiSpan]:
             taken[i] = True
         found.append(PiiSpan(kind, start, end, text[start:end], confidence))
 
-    for match in RESIDENT_ID.finditer(plain):
+    has_digits = any(character.isdigit() for character in plain)
+    for match in RESIDENT_ID.finditer(plain) if has_digits else ():
         if not _is_reference(plain, match.start()):
             add(PiiKind.RESIDENT_ID, match.start(), match.end(), 0.99 if resident_id_check_digit_ok(match[0]) else 0.6)
-    for match in EMAIL.finditer(plain):
+    for match in EMAIL.finditer(plain) if "@" in plain else ():
         add(PiiKind.EMAIL, match.start(), match.end(), 0.99)
-    for match in CARD.finditer(plain):
+    for match in CARD.finditer(plain) if has_digits else ():
         digits = re.sub(r"\D", "", match[0])
         if 16 <= len(digits) <= 19 and luhn_ok(digits) and not _is_reference(plain, match.start()):
             add(PiiKind.BANK_CARD, match.start(), match.end(), 0.95)
-    for match in MOBILE.finditer(plain):
+    for match in MOBILE.finditer(plain) if has_digits else ():
         if not _is_reference(plain, match.start()):
             add(PiiKind.MOBILE, match.start(), match.end(), 0.95)
     for match in _CN_NAME_CUES.finditer(plain):

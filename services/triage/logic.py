@@ -15,7 +15,7 @@ from typing import Literal
 from schemas.channels import Channel, SocialDetails
 from schemas.triage import SentimentLabel, TriageReason
 from schemas.values import Category, Flag, Priority
-from services.triage.model import CUE_PREFIX, PII_MARK, TextModels, cue_tokens, features
+from services.triage.model import CUE_PREFIX, PII_MARK, TextModels, cue_tokens
 from services.triage.rules import CategoryCues, FlagDetector, PriorityTable
 from services.triage.text import normalise
 
@@ -54,7 +54,7 @@ class Triage:
         reasons: list[TriageReason] = []
 
         cue_words = self.cues.find(text)
-        vector = self.models.features.vector(features(text, cue_tokens(cue_words)))
+        vector = self.models.features.text_vector(text, [CUE_PREFIX + cue for cue in cue_tokens(cue_words)])
         vocabulary = self.models.features.vocabulary
         predicted = self.models.category.predict(vector, vocabulary)
         category, confidence = Category(predicted.label), predicted.confidence

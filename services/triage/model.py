@@ -59,6 +59,31 @@ class Prediction:
     """The n-grams that added most to the winning class, with their contributions."""
 
 
+_UNIGRAM, _BIGRAM = np.uint64(1 << 63), np.uint64((1 << 63) | (1 << 62))
+
+
+def _code_points(text: str) -> npt.NDArray[np.uint64]:
+    return np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+
+
+def ngram_keys(folded_text: str) -> npt.NDArray[np.uint64]:
+    """Every 1-3-gram of ``folded_text`` as one exact 64-bit number (21 bits a character, no collisions):
+    the same n-grams as ``ngrams``, without building a string for each."""
+    points = _code_points(folded_text)
+    shift = np.uint64(21)
+    uni = points | _UNIGRAM
+    bi = (points[:-1] << shift) | points[1:] | _BIGRAM
+    tri = (points[:-2] << np.uint64(42)) | (points[1:-1] << shift) | points[2:]
+    return np.concatenate((uni, bi, tri))
+
+
+def _key_of(gram: str) -> int | None:
+    if not 1 <= len(gram) <= 3 or gram.startswith(CUE_PREFIX):
+        return None
+    keys = ngram_keys(gram)
+    return int(keys[len(gram) * (len(gram) + 1) // 2 - 1]) if len(gram) > 1 else int(keys[0])
+
+
 class FeatureIndex:
     """The shared vocabulary and IDF weights: a text's TF-IDF vector, as indices and values."""
 
@@ -66,6 +91,33 @@ class FeatureIndex:
         self._index = {feature: position for position, feature in enumerate(vocabulary)}
         self.vocabulary = vocabulary
         self._idf = idf
+        keyed = [(key, position) for position, gram in enumerate(vocabulary) if (key := _key_of(gram)) is not None]
+        keyed.sort()
+        self._keys = np.array([key for key, _ in keyed], dtype=np.uint64)
+        self._key_positions = np.array([position for _, position in keyed], dtype=np.int64)
+
+    def text_vector(
+        self, normalised_text: str, cue_features: list[str]
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
+        """The same vector as ``vector(features(text, cues))``, computed with numpy."""
+        keys, counts = np.unique(ngram_keys(fold(normalised_text)), return_counts=True)
+        slots = np.searchsorted(self._keys, keys)
+        slots[slots == len(self._keys)] = 0
+        known = self._keys[slots] == keys
+        positions = self._key_positions[slots[known]]
+        found_counts = counts[known]
+        cue_positions = [self._index[cue] for cue in cue_features if cue in self._index]
+        if cue_positions:
+            cue_unique, cue_counts = np.unique(np.array(cue_positions, dtype=np.int64), return_counts=True)
+            positions = np.concatenate((positions, cue_unique))
+            found_counts = np.concatenate((found_counts, cue_counts))
+        if positions.size == 0:
+            return positions, np.zeros(0)
+        order = np.argsort(positions)
+        positions, found_counts = positions[order], found_counts[order]
+        weights = (1.0 + np.log(found_counts)) * self._idf[positions]
+        norm = float(np.sqrt(weights @ weights))
+        return positions, weights / norm if norm else weights
 
     def vector(self, features: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         known = [position for position in map(self._index.get, features) if position is not None]

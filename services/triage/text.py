@@ -56,9 +56,15 @@ def _converter() -> opencc.OpenCC:
     return opencc.OpenCC("t2s")
 
 
+_CANTONESE_CHARACTERS = frozenset("".join(_CANTONESE))
+
+
 def normalise(text: str) -> str:
     """The matching form of ``text`` (see the module docstring)."""
-    folded = unicodedata.normalize("NFKC", text)
+    if text.isascii():
+        return _SPACES.sub(" ", text).strip().lower()
+    folded = text if unicodedata.is_normalized("NFKC", text) else unicodedata.normalize("NFKC", text)
     simplified = _converter().convert(folded)
-    mandarin = _CANTONESE_PATTERN.sub(lambda match: _CANTONESE[match.group(0)], simplified)
-    return _SPACES.sub(" ", mandarin).strip().lower()
+    if not _CANTONESE_CHARACTERS.isdisjoint(simplified):
+        simplified = _CANTONESE_PATTERN.sub(lambda match: _CANTONESE[match.group(0)], simplified)
+    return _SPACES.sub(" ", simplified).strip().lower()

@@ -99,3 +99,27 @@ def test_an_unknown_flag_in_the_lexicon_is_refused(tmp_path: Path, monkeypatch: 
 def test_a_together_rule_needs_two_groups() -> None:
     with pytest.raises(ValueError, match="at least two groups"):
         FlagDetector(FlagRules.model_validate({"version": "x", "flags": {"live_fraud": {"together": [[["骗"]]]}}}))
+
+
+def test_the_fast_feature_vector_equals_the_reference_one() -> None:
+    import numpy as np
+
+    from services.triage.evaluate import default_triage
+    from services.triage.model import CUE_PREFIX, cue_tokens, features
+
+    triage = default_triage()
+    index = triage.models.features
+    samples = [
+        "我張卡俾人盜用咗，唔該快啲幫我！[MOBILE#0123456789abcdef] 3,450.00元",
+        "I lost my job and can't make the payment",
+        "a",
+        "  ",
+        "请问营业时间是几点？还款怎么办理",
+    ]
+    for sample in samples:
+        text = normalise(sample)
+        cues = cue_tokens(triage.cues.find(text))
+        slow = index.vector(features(text, cues))
+        fast = index.text_vector(text, [CUE_PREFIX + cue for cue in cues])
+        assert np.array_equal(slow[0], fast[0])
+        assert np.allclose(slow[1], fast[1])
