@@ -388,7 +388,7 @@ def _triage_line(triage: Triage, key: bytes, text: str, channel: Channel, line_i
             }
             for s in masked.spans
         ],
-        reasons=[reason.model_dump(exclude_none=True) for reason in result.reasons],
+        reasons=[reason.published().model_dump(exclude_none=True) for reason in result.reasons],
     )
     return output
 

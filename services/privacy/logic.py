@@ -26,6 +26,7 @@ _HALF_WIDTH = str.maketrans(
     "0123456789+- ():@.",
 )
 
+_ANY_DIGIT = re.compile(r"\d")
 _ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _ID_CHECK = "10X98765432"
 
@@ -176,7 +177,7 @@ def find_pii(text: str) -> list[PiiSpan]:
             taken[i] = True
         found.append(PiiSpan(kind, start, end, text[start:end], confidence))
 
-    has_digits = any(character.isdigit() for character in plain)
+    has_digits = _ANY_DIGIT.search(plain) is not None
     for match in RESIDENT_ID.finditer(plain) if has_digits else ():
         if not _is_reference(plain, match.start()):
             add(PiiKind.RESIDENT_ID, match.start(), match.end(), 0.99 if resident_id_check_digit_ok(match[0]) else 0.6)

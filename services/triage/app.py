@@ -55,7 +55,7 @@ def triaged_event(
             priority=result.priority,
             priority_score=result.priority_score,
             human_required=result.human_required,
-            reasons=list(result.reasons),
+            reasons=[reason.published() for reason in result.reasons],
             triaged_at=now,
             ruleset_version=ruleset,
         ),

@@ -30,7 +30,7 @@ class TriageResult:
     priority: Priority
     priority_score: int
     human_required: bool
-    reasons: tuple[TriageReason, ...]
+    reasons: tuple[Reason, ...]
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ class Triage:
 
     def assess(self, masked_text: str, channel: Channel, social: SocialDetails | None = None) -> TriageResult:
         text = normalise(masked_text)
-        reasons: list[TriageReason] = []
+        reasons: list[Reason] = []
 
         cue_words = self.cues.find(text)
         vector = self.models.features.text_vector(text, [CUE_PREFIX + cue for cue in cue_tokens(cue_words)])
@@ -59,7 +59,7 @@ class Triage:
         predicted = self.models.category.predict(vector, vocabulary)
         category, confidence = Category(predicted.label), predicted.confidence
         reasons.append(
-            _reason(
+            Reason(
                 decided="category",
                 value=category.value,
                 rule="classifier: character n-grams",
@@ -68,7 +68,7 @@ class Triage:
         )
         if category in cue_words:
             reasons.append(
-                _reason(
+                Reason(
                     decided="category",
                     value=category.value,
                     rule="categories.yaml cues",
@@ -80,7 +80,7 @@ class Triage:
         flags = tuple(match.flag for match in matches)
         for match in matches:
             reasons.append(
-                _reason(decided="flag", value=match.flag.value, rule=match.rule, cue=", ".join(match.cues)[:200])
+                Reason(decided="flag", value=match.flag.value, rule=match.rule, cue=", ".join(match.cues)[:200])
             )
         # The flag classifiers catch what no cue list foresaw (indirect wording); thresholds favour recall.
         for name, probability, top in self.models.flags.raised(vector, vocabulary):
@@ -89,7 +89,7 @@ class Triage:
                 flags = (*flags, flag)
                 threshold = self.models.flags.thresholds[name]
                 reasons.append(
-                    _reason(
+                    Reason(
                         decided="flag",
                         value=flag.value,
                         rule=f"classifier: p={probability:.2f} ≥ {threshold:.2f}",
@@ -100,13 +100,13 @@ class Triage:
             # A referral from the regulator: the customer has complained to a regulator already.
             flags = (*flags, Flag.REGULATOR_THREAT)
             reasons.append(
-                _reason(
+                Reason(
                     decided="flag", value=Flag.REGULATOR_THREAT.value, rule="channel regulator: a regulator referral"
                 )
             )
         if any(m.flag is Flag.LIVE_FRAUD for m in matches) and category is not Category.FRAUD_SECURITY:
             reasons.append(
-                _reason(
+                Reason(
                     decided="category",
                     value=Category.FRAUD_SECURITY.value,
                     rule=f"live_fraud overrides the classifier ({category.value})",
@@ -118,7 +118,7 @@ class Triage:
         sentiment = SentimentLabel(mood.label)
         score = _sentiment_score(sentiment, mood.confidence)
         reasons.append(
-            _reason(
+            Reason(
                 decided="sentiment",
                 value=sentiment.value,
                 rule="classifier: character n-grams",
@@ -130,16 +130,16 @@ class Triage:
         forced = [flag for flag in self.table.always_p1_and_human if flag in flags]
         priority = self._priority(points)
         for rule, value in rows:
-            reasons.append(_reason(decided="priority", value=f"{value:+d}", rule=rule, weight=value))
+            reasons.append(Reason(decided="priority", value=f"{value:+d}", rule=rule, weight=value))
         if forced:
             priority = Priority.P1
             reasons.append(
-                _reason(
+                Reason(
                     decided="priority", value="P1", rule=f"always_p1_and_human: {', '.join(f.value for f in forced)}"
                 )
             )
             reasons.append(
-                _reason(
+                Reason(
                     decided="human_required",
                     value="true",
                     rule=f"always_p1_and_human: {', '.join(f.value for f in forced)}",
@@ -147,7 +147,7 @@ class Triage:
             )
         else:
             reasons.append(
-                _reason(
+                Reason(
                     decided="priority",
                     value=priority.value,
                     rule=f"total {points} against thresholds {self._thresholds_text()}",
@@ -210,13 +210,15 @@ def _sentiment_score(label: SentimentLabel, confidence: float) -> float:
     return round(sign * confidence, 4) if not math.isnan(confidence) else 0.0
 
 
-def _reason(
-    *,
-    decided: Literal["category", "flag", "sentiment", "priority", "human_required"],
-    value: str,
-    rule: str,
-    cue: str | None = None,
-    weight: int | None = None,
-) -> TriageReason:
-    """Reasons are built here from trusted values; skipping validation keeps triage fast."""
-    return TriageReason.model_construct(decided=decided, value=value, rule=rule, cue=cue, weight=weight)
+@dataclass(frozen=True, slots=True)
+class Reason:
+    """One piece of evidence (the published form is schemas.triage.TriageReason)."""
+
+    decided: Literal["category", "flag", "sentiment", "priority", "human_required"]
+    value: str
+    rule: str
+    cue: str | None = None
+    weight: int | None = None
+
+    def published(self) -> TriageReason:
+        return TriageReason(decided=self.decided, value=self.value, rule=self.rule, cue=self.cue, weight=self.weight)

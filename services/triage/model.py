@@ -143,16 +143,28 @@ class LinearModel:
         explain: int = 5,
     ) -> Prediction:
         positions, weights = vector
-        logits = self._coef[:, positions] @ weights + self._intercept
+        block = self._coef[:, positions]
+        logits = block @ weights + self._intercept
         exp = np.exp(logits - logits.max())
         probabilities = exp / exp.sum()
         best = int(probabilities.argmax())
-        contributions = self._coef[best, positions] * weights
-        order = np.argsort(contributions)[::-1][:explain]
-        top = tuple(
-            (vocabulary[int(positions[i])], round(float(contributions[i]), 4)) for i in order if contributions[i] > 0
+        return Prediction(
+            self.classes[best], float(probabilities[best]), _top(block[best] * weights, positions, vocabulary, explain)
         )
-        return Prediction(self.classes[best], float(probabilities[best]), top)
+
+
+def _top(
+    contributions: npt.NDArray[np.float64], positions: npt.NDArray[np.int64], vocabulary: list[str], count: int
+) -> tuple[tuple[str, float], ...]:
+    """The features that added most, largest first (only those that added anything)."""
+    if contributions.size > count:
+        chosen = np.argpartition(contributions, -count)[-count:]
+        chosen = chosen[np.argsort(contributions[chosen])[::-1]]
+    else:
+        chosen = np.argsort(contributions)[::-1]
+    values = contributions[chosen].tolist()
+    where = positions[chosen].tolist()
+    return tuple((vocabulary[p], round(v, 4)) for p, v in zip(where, values, strict=True) if v > 0)
 
 
 class FlagModel:
@@ -181,12 +193,7 @@ class FlagModel:
         for row, name in enumerate(self.names):
             probability = float(probabilities[row])
             if probability >= self.thresholds[name]:
-                contributions = self._coef[row, positions] * weights
-                order = np.argsort(contributions)[::-1][:5]
-                top = tuple(
-                    (vocabulary[int(positions[i])], float(contributions[i])) for i in order if contributions[i] > 0
-                )
-                found.append((name, probability, top))
+                found.append((name, probability, _top(self._coef[row, positions] * weights, positions, vocabulary, 5)))
         return found
 
 
