@@ -95,18 +95,21 @@ async def test_no_personal_data_after_intake_on_any_topic_in_any_log_or_table(
     pipeline: Pipeline, producer: AIOKafkaProducer, db: asyncpg.Connection
 ) -> None:
     pipeline.start("intake")
+    pipeline.start("triage")
     pipeline.start("tracker")
     for channel, value in _messages():
         await producer.send_and_wait(pipeline.topic(topics.raw_topic(channel)), value)
     assert await wait_for_rows(db, "SELECT count(*) FROM cases", 6) == 6
     rejected = await read_topic(pipeline.bootstrap_servers, pipeline.topic(topics.FEEDBACK_REJECTED), at_least=2)
     assert len(rejected) == 2
+    triaged = await read_topic(pipeline.bootstrap_servers, pipeline.topic(topics.CASE_TRIAGED), at_least=6)
+    assert len(triaged) == 6
 
     downstream = [name for name in topics.ALL_TOPICS if name not in topics.RAW_TOPICS]
     records = []
     for name in downstream:
         records += await read_topic(pipeline.bootstrap_servers, pipeline.topic(name), at_least=0, settle_seconds=0.5)
-    assert len(records) >= 6 + 6 + 2, "feedback, cases and rejections were all read"
+    assert len(records) >= 6 + 6 + 6 + 2, "feedback, triage results, cases and rejections were all read"
     leaks = []
     for record in records:
         blob = (record.key or b"") + record.value + b"".join(v for _, v in record.headers)
@@ -117,7 +120,7 @@ async def test_no_personal_data_after_intake_on_any_topic_in_any_log_or_table(
     masked_text = json.loads(records[0].value) if records else {}
     assert masked_text, "sanity: something was read"
 
-    for name in ("intake", "tracker"):
+    for name in ("intake", "triage", "tracker"):
         log = pipeline.log_text(name)
         assert [form for form in FORBIDDEN if form in log] == [], f"{name} log leaks personal data"
 
