@@ -1,9 +1,7 @@
 """Triage on the frozen evaluation set. The set is pinned: any edit to it fails here first.
 
-The floors below are what the shipped model and rules reach (see the closing note of the triage
-issue). The issue's targets are category accuracy ≥ 0.85, self_harm and live_fraud recall 1.0,
-threat recall ≥ 0.9 and every ID, mobile, card and e-mail masked; the two recall-1.0 targets are
-not met yet (0.955 each), and these floors keep what is reached from slipping back.
+The targets: category accuracy ≥ 0.85, self_harm and live_fraud recall 1.0, threat recall ≥ 0.9,
+and every ID, mobile, card and e-mail masked.
 """
 
 from __future__ import annotations
@@ -41,8 +39,8 @@ def test_threat_flags_together() -> None:
 
 
 @pytest.mark.parametrize("flag", ["self_harm", "live_fraud"])
-def test_self_harm_and_live_fraud_recall_floor(flag: str) -> None:
-    assert result().recall(flag) >= 0.95
+def test_self_harm_and_live_fraud_are_never_missed(flag: str) -> None:
+    assert result().recall(flag) == 1.0
 
 
 @pytest.mark.parametrize("kind", ["resident_id", "mobile", "bank_card", "email"])
