@@ -75,17 +75,22 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
     triaged_topic = settings.topic(topics.CASE_TRIAGED)
 
     async def handle(messages: list[InboundMessage]) -> None:
-        records: list[Record] = []
+        feedbacks = []
         for message in messages:
             try:
-                feedback = FeedbackReceivedEvent.model_validate_json(message.value)
+                feedbacks.append((FeedbackReceivedEvent.model_validate_json(message.value), message))
             except ValidationError as exc:
                 raise PermanentError(RejectReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from exc
-            details = feedback.data.details
-            result = triage.assess(
-                feedback.data.text, feedback.data.channel, details if isinstance(details, SocialDetails) else None
-            )
-            event = triaged_event(feedback, result, triage.ruleset_version, datetime.now(UTC))
+        results = triage.assess_many(
+            [
+                (f.data.text, f.data.channel, f.data.details if isinstance(f.data.details, SocialDetails) else None)
+                for f, _ in feedbacks
+            ]
+        )
+        now = datetime.now(UTC)
+        records: list[Record] = []
+        for (feedback, message), result in zip(feedbacks, results, strict=True):
+            event = triaged_event(feedback, result, triage.ruleset_version, now)
             key = feedback.data.customer_ref or (message.key or b"").decode() or str(feedback.id)
             records.append(event_record(triaged_topic, key, event))
         await app.publish_all(records)

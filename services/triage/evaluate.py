@@ -70,9 +70,11 @@ def load_rows(path: Path = EVAL_FILE) -> list[dict[str, Any]]:
 
 def evaluate(rows: list[dict[str, Any]], triage: Triage) -> Evaluation:
     result = Evaluation()
-    for row in rows:
-        masked = mask(row["text"], EVALUATION_KEY)
-        outcome = triage.assess(masked.text, Channel(row["channel"]))
+    masked_rows = [mask(row["text"], EVALUATION_KEY) for row in rows]
+    outcomes = triage.assess_many(
+        [(masked.text, Channel(row["channel"]), None) for masked, row in zip(masked_rows, rows, strict=True)]
+    )
+    for row, masked, outcome in zip(rows, masked_rows, outcomes, strict=True):
         result.texts += 1
         result.category_total[row["category"]] += 1
         if outcome.category.value == row["category"]:

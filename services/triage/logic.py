@@ -9,13 +9,14 @@ that made it.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from schemas.channels import Channel, SocialDetails
 from schemas.triage import SentimentLabel, TriageReason
 from schemas.values import Category, Flag, Priority
-from services.triage.model import CUE_PREFIX, PII_MARK, TextModels, cue_tokens
+from services.triage.model import CUE_PREFIX, PII_MARK, Scores, TextModels, cue_tokens
 from services.triage.rules import CategoryCues, FlagDetector, PriorityTable
 from services.triage.text import normalise
 
@@ -50,13 +51,28 @@ class Triage:
         )
 
     def assess(self, masked_text: str, channel: Channel, social: SocialDetails | None = None) -> TriageResult:
-        text = normalise(masked_text)
-        reasons: list[Reason] = []
+        return self.assess_many([(masked_text, channel, social)])[0]
 
-        cue_words = self.cues.find(text)
-        vector = self.models.features.text_vector(text, [CUE_PREFIX + cue for cue in cue_tokens(cue_words)])
-        vocabulary = self.models.features.vocabulary
-        predicted = self.models.category.predict(vector, vocabulary)
+    def assess_many(self, items: Sequence[tuple[str, Channel, SocialDetails | None]]) -> list[TriageResult]:
+        """Triage a batch: the classifiers score every text of it at once (services/triage/model.py)."""
+        texts = [normalise(masked_text) for masked_text, _, _ in items]
+        cue_words = [self.cues.find(text) for text in texts]
+        scores = self.models.score(texts, [[CUE_PREFIX + cue for cue in cue_tokens(words)] for words in cue_words])
+        return [
+            self._result(text, channel, social, words, score)
+            for (_, channel, social), text, words, score in zip(items, texts, cue_words, scores, strict=True)
+        ]
+
+    def _result(
+        self,
+        text: str,
+        channel: Channel,
+        social: SocialDetails | None,
+        cue_words: dict[Category, list[str]],
+        scores: Scores,
+    ) -> TriageResult:
+        reasons: list[Reason] = []
+        predicted = scores.category
         category, confidence = Category(predicted.label), predicted.confidence
         reasons.append(
             Reason(
@@ -83,11 +99,11 @@ class Triage:
                 Reason(decided="flag", value=match.flag.value, rule=match.rule, cue=", ".join(match.cues)[:200])
             )
         # The flag classifiers catch what no cue list foresaw (indirect wording); thresholds favour recall.
-        for name, probability, top in self.models.flags.raised(vector, vocabulary):
+        for name, probability, top in scores.flags:
             flag = Flag(name)
             if flag not in flags:
                 flags = (*flags, flag)
-                threshold = self.models.flags.thresholds[name]
+                threshold = self.models.flag_thresholds[name]
                 reasons.append(
                     Reason(
                         decided="flag",
@@ -114,7 +130,7 @@ class Triage:
             )
             category, confidence = Category.FRAUD_SECURITY, 1.0
 
-        mood = self.models.sentiment.predict(vector, vocabulary)
+        mood = scores.sentiment
         sentiment = SentimentLabel(mood.label)
         score = _sentiment_score(sentiment, mood.confidence)
         reasons.append(

@@ -84,6 +84,16 @@ def _key_of(gram: str) -> int | None:
     return int(keys[len(gram) * (len(gram) + 1) // 2 - 1]) if len(gram) > 1 else int(keys[0])
 
 
+@dataclass(frozen=True)
+class BatchVectors:
+    """Sparse TF-IDF vectors of a batch of texts, text after text: text i is ``bounds[i]:bounds[i + 1]``."""
+
+    positions: npt.NDArray[np.int64]
+    weights: npt.NDArray[np.float64]
+    owners: npt.NDArray[np.int64]
+    bounds: npt.NDArray[np.int64]
+
+
 class FeatureIndex:
     """The shared vocabulary and IDF weights: a text's TF-IDF vector, as indices and values."""
 
@@ -96,28 +106,34 @@ class FeatureIndex:
         self._keys = np.array([key for key, _ in keyed], dtype=np.uint64)
         self._key_positions = np.array([position for _, position in keyed], dtype=np.int64)
 
-    def text_vector(
-        self, normalised_text: str, cue_features: list[str]
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
-        """The same vector as ``vector(features(text, cues))``, computed with numpy."""
-        keys, counts = np.unique(ngram_keys(fold(normalised_text)), return_counts=True)
-        slots = np.searchsorted(self._keys, keys)
+    @property
+    def size(self) -> int:
+        return len(self.vocabulary)
+
+    def batch_vectors(self, normalised_texts: list[str], cue_features: list[list[str]]) -> BatchVectors:
+        """Every text's TF-IDF vector at once: the same vectors as ``vector(features(text, cues))``."""
+        count = len(normalised_texts)
+        keys = [ngram_keys(fold(text)) for text in normalised_texts]
+        all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64)
+        owners = np.repeat(np.arange(count, dtype=np.int64), [len(k) for k in keys])
+        slots = np.searchsorted(self._keys, all_keys)
         slots[slots == len(self._keys)] = 0
-        known = self._keys[slots] == keys
+        known = self._keys[slots] == all_keys
         positions = self._key_positions[slots[known]]
-        found_counts = counts[known]
-        cue_positions = [self._index[cue] for cue in cue_features if cue in self._index]
-        if cue_positions:
-            cue_unique, cue_counts = np.unique(np.array(cue_positions, dtype=np.int64), return_counts=True)
-            positions = np.concatenate((positions, cue_unique))
-            found_counts = np.concatenate((found_counts, cue_counts))
-        if positions.size == 0:
-            return positions, np.zeros(0)
-        order = np.argsort(positions)
-        positions, found_counts = positions[order], found_counts[order]
-        weights = (1.0 + np.log(found_counts)) * self._idf[positions]
-        norm = float(np.sqrt(weights @ weights))
-        return positions, weights / norm if norm else weights
+        owners = owners[known]
+        cue_pairs = [
+            (owner, self._index[cue]) for owner, cues in enumerate(cue_features) for cue in cues if cue in self._index
+        ]
+        if cue_pairs:
+            positions = np.concatenate((positions, np.array([p for _, p in cue_pairs], dtype=np.int64)))
+            owners = np.concatenate((owners, np.array([o for o, _ in cue_pairs], dtype=np.int64)))
+        pairs, counts = np.unique(owners * self.size + positions, return_counts=True)  # by text, then feature
+        owners, positions = pairs // self.size, pairs % self.size
+        weights = (1.0 + np.log(counts)) * self._idf[positions]
+        norms = np.sqrt(np.bincount(owners, weights * weights, minlength=count))
+        weights = weights / np.where(norms > 0, norms, 1.0)[owners]
+        bounds = np.searchsorted(owners, np.arange(count + 1))
+        return BatchVectors(positions, weights, owners, bounds)
 
     def vector(self, features: list[str]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]]:
         known = [position for position in map(self._index.get, features) if position is not None]
@@ -130,31 +146,27 @@ class FeatureIndex:
         return unique, weights / norm if norm else weights
 
 
-class LinearModel:
-    def __init__(self, classes: list[str], coef: npt.NDArray[np.float64], intercept: npt.NDArray[np.float64]) -> None:
-        self.classes = classes
-        self._coef = coef
-        self._intercept = intercept
+@dataclass(frozen=True)
+class Scores:
+    """One text's results from every classifier."""
 
-    def predict(
-        self,
-        vector: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]],
-        vocabulary: list[str],
-        explain: int = 5,
-    ) -> Prediction:
-        positions, weights = vector
-        block = self._coef[:, positions]
-        logits = block @ weights + self._intercept
-        exp = np.exp(logits - logits.max())
-        probabilities = exp / exp.sum()
-        best = int(probabilities.argmax())
-        return Prediction(
-            self.classes[best], float(probabilities[best]), _top(block[best] * weights, positions, vocabulary, explain)
-        )
+    category: Prediction
+    sentiment: Prediction
+    flags: list[tuple[str, float, tuple[tuple[str, float], ...]]]
+    """(flag, probability, top n-grams) for each flag its classifier raises."""
+
+
+@dataclass(frozen=True)
+class Head:
+    """One classifier: its rows of the stacked coefficient matrix, and their intercepts."""
+
+    classes: list[str]
+    rows: slice
+    intercept: npt.NDArray[np.float64]
 
 
 def _top(
-    contributions: npt.NDArray[np.float64], positions: npt.NDArray[np.int64], vocabulary: list[str], count: int
+    contributions: npt.NDArray[np.float64], positions: npt.NDArray[np.int64], vocabulary: list[str], count: int = 5
 ) -> tuple[tuple[str, float], ...]:
     """The features that added most, largest first (only those that added anything)."""
     if contributions.size > count:
@@ -167,43 +179,56 @@ def _top(
     return tuple((vocabulary[p], round(v, 4)) for p, v in zip(where, values, strict=True) if v > 0)
 
 
-class FlagModel:
-    """One binary classifier per flag; a flag's probability at or above its threshold raises it."""
-
-    def __init__(
-        self,
-        names: list[str],
-        coef: npt.NDArray[np.float64],
-        intercept: npt.NDArray[np.float64],
-        thresholds: npt.NDArray[np.float64],
-    ) -> None:
-        self.names = names
-        self._coef = coef
-        self._intercept = intercept
-        self.thresholds = dict(zip(names, (float(t) for t in thresholds), strict=True))
-
-    def raised(
-        self, vector: tuple[npt.NDArray[np.int64], npt.NDArray[np.float64]], vocabulary: list[str]
-    ) -> list[tuple[str, float, tuple[tuple[str, float], ...]]]:
-        """(flag, probability, top n-grams) for each flag the classifier raises."""
-        positions, weights = vector
-        logits = self._coef[:, positions] @ weights + self._intercept
-        probabilities = 1.0 / (1.0 + np.exp(-logits))
-        found = []
-        for row, name in enumerate(self.names):
-            probability = float(probabilities[row])
-            if probability >= self.thresholds[name]:
-                found.append((name, probability, _top(self._coef[row, positions] * weights, positions, vocabulary, 5)))
-        return found
+def _softmax(logits: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+    exp = np.exp(logits - logits.max(axis=1, keepdims=True))
+    result: npt.NDArray[np.float64] = exp / exp.sum(axis=1, keepdims=True)
+    return result
 
 
 @dataclass(frozen=True)
 class TextModels:
     features: FeatureIndex
-    category: LinearModel
-    sentiment: LinearModel
-    flags: FlagModel
+    stacked: npt.NDArray[np.float64]
+    """Category, sentiment and flag coefficients, one row per class or flag."""
+    category: Head
+    sentiment: Head
+    flags: Head
+    flag_thresholds: dict[str, float]
     version: str
+
+    def score(self, normalised_texts: list[str], cue_features: list[list[str]]) -> list[Scores]:
+        """Every classifier on every text of a batch, with a handful of array operations for the batch."""
+        vectors = self.features.batch_vectors(normalised_texts, cue_features)
+        count = len(normalised_texts)
+        contributions = self.stacked[:, vectors.positions] * vectors.weights
+        logits = np.vstack([np.bincount(vectors.owners, row, minlength=count) for row in contributions])
+        category = _softmax(logits[self.category.rows].T + self.category.intercept)
+        sentiment = _softmax(logits[self.sentiment.rows].T + self.sentiment.intercept)
+        flags = 1.0 / (1.0 + np.exp(-(logits[self.flags.rows].T + self.flags.intercept)))
+        vocabulary = self.features.vocabulary
+        results = []
+        for text in range(count):
+            span = slice(int(vectors.bounds[text]), int(vectors.bounds[text + 1]))
+            positions = vectors.positions[span]
+
+            def best_of(head: Head, probabilities: npt.NDArray[np.float64]) -> Prediction:
+                best = int(probabilities.argmax())
+                top = _top(contributions[head.rows.start + best, span], positions, vocabulary)  # noqa: B023
+                return Prediction(head.classes[best], float(probabilities[best]), top)
+
+            raised = [
+                (
+                    name,
+                    float(flags[text, row]),
+                    _top(contributions[self.flags.rows.start + row, span], positions, vocabulary),
+                )
+                for row, name in enumerate(self.flags.classes)
+                if flags[text, row] >= self.flag_thresholds[name]
+            ]
+            results.append(
+                Scores(best_of(self.category, category[text]), best_of(self.sentiment, sentiment[text]), raised)
+            )
+        return results
 
 
 MODEL_FILE = "triage-models.npz"
@@ -214,23 +239,23 @@ def load_models() -> TextModels:
     path = resources.files("services.triage").joinpath("model", MODEL_FILE)
     with resources.as_file(path) as file, np.load(file, allow_pickle=False) as data:
         vocabulary = [str(feature) for feature in data["vocabulary"]]
+        blocks = [data["category_coef"], data["sentiment_coef"], data["flag_coef"]]
+        first, second = len(blocks[0]), len(blocks[0]) + len(blocks[1])
+        flag_names = [str(name) for name in data["flag_names"]]
         return TextModels(
             features=FeatureIndex(vocabulary, data["idf"].astype(np.float64)),
-            category=LinearModel(
+            stacked=np.ascontiguousarray(np.vstack(blocks), dtype=np.float64),
+            category=Head(
                 [str(c) for c in data["category_classes"]],
-                data["category_coef"].astype(np.float64),
+                slice(0, first),
                 data["category_intercept"].astype(np.float64),
             ),
-            sentiment=LinearModel(
+            sentiment=Head(
                 [str(c) for c in data["sentiment_classes"]],
-                data["sentiment_coef"].astype(np.float64),
+                slice(first, second),
                 data["sentiment_intercept"].astype(np.float64),
             ),
-            flags=FlagModel(
-                [str(name) for name in data["flag_names"]],
-                data["flag_coef"].astype(np.float64),
-                data["flag_intercept"].astype(np.float64),
-                data["flag_threshold"].astype(np.float64),
-            ),
+            flags=Head(flag_names, slice(second, second + len(flag_names)), data["flag_intercept"].astype(np.float64)),
+            flag_thresholds=dict(zip(flag_names, (float(t) for t in data["flag_threshold"]), strict=True)),
             version=str(data["version"]),
         )

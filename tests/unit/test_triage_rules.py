@@ -101,7 +101,7 @@ def test_a_together_rule_needs_two_groups() -> None:
         FlagDetector(FlagRules.model_validate({"version": "x", "flags": {"live_fraud": {"together": [[["骗"]]]}}}))
 
 
-def test_the_fast_feature_vector_equals_the_reference_one() -> None:
+def test_batch_vectors_equal_the_reference_vectors_text_by_text() -> None:
     import numpy as np
 
     from services.triage.evaluate import default_triage
@@ -116,10 +116,25 @@ def test_the_fast_feature_vector_equals_the_reference_one() -> None:
         "  ",
         "请问营业时间是几点？还款怎么办理",
     ]
-    for sample in samples:
-        text = normalise(sample)
-        cues = cue_tokens(triage.cues.find(text))
-        slow = index.vector(features(text, cues))
-        fast = index.text_vector(text, [CUE_PREFIX + cue for cue in cues])
-        assert np.array_equal(slow[0], fast[0])
-        assert np.allclose(slow[1], fast[1])
+    texts = [normalise(sample) for sample in samples]
+    cues = [cue_tokens(triage.cues.find(text)) for text in texts]
+    batch = index.batch_vectors(texts, [[CUE_PREFIX + cue for cue in found] for found in cues])
+    for number, (text, found) in enumerate(zip(texts, cues, strict=True)):
+        reference = index.vector(features(text, found))
+        span = slice(int(batch.bounds[number]), int(batch.bounds[number + 1]))
+        assert np.array_equal(reference[0], batch.positions[span])
+        assert np.allclose(reference[1], batch.weights[span])
+
+
+def test_a_batch_gives_the_same_results_as_one_text_at_a_time() -> None:
+    from schemas.channels import Channel
+    from services.triage.evaluate import default_triage
+
+    triage = default_triage()
+    items = [
+        ("我真的不想活了，欠了三家", Channel.APP, None),
+        ("请问年费怎么收", Channel.APP, None),
+        ("有人冒充客服让我转到安全账户", Channel.HOTLINE, None),
+        ("监管转办：理财亏损", Channel.REGULATOR, None),
+    ]
+    assert triage.assess_many(items) == [triage.assess(*item) for item in items]
