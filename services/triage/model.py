@@ -201,7 +201,12 @@ class TextModels:
         vectors = self.features.batch_vectors(normalised_texts, cue_features)
         count = len(normalised_texts)
         contributions = self.stacked[:, vectors.positions] * vectors.weights
-        logits = np.vstack([np.bincount(vectors.owners, row, minlength=count) for row in contributions])
+        # Per text, the sum of its features' contributions to every row: one reduceat over the batch. A zero
+        # column at the end keeps every start valid; an empty text would otherwise get its neighbour's element.
+        padded = np.concatenate((contributions, np.zeros((len(contributions), 1))), axis=1)
+        starts = vectors.bounds[:-1]
+        logits = np.add.reduceat(padded, starts, axis=1) if count else np.zeros((len(self.stacked), 0))
+        logits[:, starts == vectors.bounds[1:]] = 0.0
         category = _softmax(logits[self.category.rows].T + self.category.intercept)
         sentiment = _softmax(logits[self.sentiment.rows].T + self.sentiment.intercept)
         flags = 1.0 / (1.0 + np.exp(-(logits[self.flags.rows].T + self.flags.intercept)))
