@@ -80,8 +80,9 @@ TOPICS: tuple[TopicSpec, ...] = (
     ),
     TopicSpec(
         address=topics.FEEDBACK_REJECTED,
-        description="Every raw message intake could not accept: the original key, value and headers, unchanged, "
-        "with the reason and the source topic, partition and offset in parley-* headers.",
+        description="Every raw message intake could not accept: the original key, value and headers, with the reason "
+        "and the source topic, partition and offset in parley-* headers. Personal data in the value is masked "
+        "(parley-masked: true); the exact original is kept in the vault under parley-original-ref.",
         key="The original record's key.",
         publishers=("intake",),
         consumers=("channel teams", "on-call"),
