@@ -6,7 +6,7 @@ import asyncpg
 
 from services.intake.logic import Accepted
 from services.privacy.store import keep_originals, keep_rejected_original
-from services.runtime.db import add_to_outbox, claim_messages
+from services.runtime.db import add_to_outbox, claim_messages, transaction
 from services.runtime.kafka import Record
 
 CONSUMER = "intake"
@@ -18,7 +18,7 @@ async def accept_once(pool: asyncpg.Pool, accepted: list[tuple[Accepted, Record]
     """
     if not accepted:
         return 0
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         new_keys = await claim_messages(conn, CONSUMER, [outcome.dedupe_key for outcome, _ in accepted])
         records = []
         originals: list[tuple[str, str, str]] = []
@@ -36,6 +36,6 @@ async def keep_rejected(pool: asyncpg.Pool, rejected: list[tuple[str, str, bytes
     """(ref, source, original bytes) of rejected records that held personal data."""
     if not rejected:
         return
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         for ref, source, value in rejected:
             await keep_rejected_original(conn, ref, source, value)

@@ -12,13 +12,15 @@ import asyncio
 import hashlib
 import json
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
 from typing import TYPE_CHECKING, TypeAlias
 
 import asyncpg
 
-from services.runtime.errors import ConfigurationError
+from services.runtime.errors import ConfigurationError, RetryableError
 from services.runtime.kafka import Record
 
 if TYPE_CHECKING:
@@ -126,6 +128,24 @@ async def connect_pool(url: str, *, min_size: int, max_size: int, timeout_second
     async with pool.acquire() as conn:
         await migrate(conn)
     return pool
+
+
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool) -> AsyncIterator[DbConnection]:
+    """A pooled connection inside a transaction.
+
+    Failing to get the connection is never the record's fault (the database is restarting, full, or
+    closed for maintenance), so it is raised as RetryableError: the record is retried, not dead-lettered.
+    """
+    try:
+        connection = await pool.acquire()
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise RetryableError(f"no database connection: {type(exc).__name__}") from exc
+    try:
+        async with connection.transaction():
+            yield connection
+    finally:
+        await pool.release(connection)
 
 
 async def claim_message(conn: DbConnection, consumer: str, message_key: str) -> bool:

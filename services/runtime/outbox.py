@@ -15,7 +15,7 @@ import logging
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
-from services.runtime.db import OUTBOX_CHANNEL
+from services.runtime.db import OUTBOX_CHANNEL, transaction
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ class OutboxRelay:
             await self._pool.release(listener)
 
     async def publish_batch(self) -> int:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with transaction(self._pool) as conn:
             locked = await conn.fetchval(
                 "SELECT pg_try_advisory_xact_lock(hashtext('parley.outbox'), hashtext($1))", self._source
             )

@@ -35,17 +35,18 @@ log = logging.getLogger(__name__)
 Handler = Callable[[list[InboundMessage]], Awaitable[None]]
 """Handles a batch of records, in order; raises to say what went wrong (see services.runtime.errors)."""
 
+# PostgreSQL errors by SQLSTATE class: 08 connection, 40 transaction rollback (serialisation, deadlock),
+# 53 insufficient resources, 57 operator intervention (shutdown, failover, cannot connect now).
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RetryableError,
     OSError,
     TimeoutError,
     KafkaError,
-    asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    asyncpg.SerializationError,
-    asyncpg.DeadlockDetectedError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.TransactionRollbackError,
+    asyncpg.exceptions.InsufficientResourcesError,
+    asyncpg.exceptions.OperatorInterventionError,
 )
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import asyncpg
 
 from schemas.values import CaseStatus
-from services.runtime.db import add_to_outbox, claim_message
+from services.runtime.db import add_to_outbox, claim_message, transaction
 from services.runtime.kafka import Record
 from services.tracker.logic import AttachToCase, CaseState, Decision, OpenCase
 
@@ -81,5 +81,5 @@ class CaseUnitOfWork:
 
 @asynccontextmanager
 async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[CaseUnitOfWork]:
-    async with pool.acquire() as conn, conn.transaction():
+    async with transaction(pool) as conn:
         yield CaseUnitOfWork(conn)
