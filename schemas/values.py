@@ -27,16 +27,20 @@ from schemas.base import ConsumedModel, PublishedModel
 _NUMERIC_TEXT = re.compile(r"\s*[-+]?\d+(\.\d*)?\s*")
 
 
+def _is_a_number(value: object) -> bool:
+    return isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value) is not None)
+
+
 def _iso_8601_only(value: object) -> object:
     """Times arrive as ISO 8601 text; a number, or digits in a string, is a sender's bug
     (pydantic would read it as epoch seconds, and a phone number as a date in 2407)."""
-    if isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value)):
+    if _is_a_number(value):
         raise ValueError("a time must be ISO 8601 text with a UTC offset, e.g. 2026-11-22T09:15:00+08:00")
     return value
 
 
 def _iso_date_only(value: object) -> object:
-    if isinstance(value, int | float) or (isinstance(value, str) and _NUMERIC_TEXT.fullmatch(value)):
+    if _is_a_number(value):
         raise ValueError("a date must be ISO 8601 text, e.g. 2026-12-15")
     return value
 

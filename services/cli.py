@@ -37,6 +37,17 @@ if TYPE_CHECKING:
 PROCESSORS = ("intake", "triage", "tracker")
 
 
+class UsageError(Exception):
+    """A command cannot run as asked; ``main`` prints the message and exits 2."""
+
+
+def _input_file(command: str, name: str) -> Path:
+    path = Path(name)
+    if not path.is_file():
+        raise UsageError(f"parley {command}: no such file: {path}")
+    return path
+
+
 def _redact(url: str) -> str:
     """A database URL fit to print: the password, if any, replaced."""
     scheme, sep, rest = url.partition("://")
@@ -309,24 +320,17 @@ def command_publish(args: argparse.Namespace) -> int:
     settings = Settings()
     configure_logging(settings)
     if settings.kafka_bootstrap_servers is None:
-        print(
+        raise UsageError(
             "parley publish: set KAFKA_BOOTSTRAP_SERVERS to the broker to publish to "
-            "(`parley run` prints the embedded broker's address).",
-            file=sys.stderr,
+            "(`parley run` prints the embedded broker's address)."
         )
-        return 2
     try:
         channel = Channel(args.channel)
     except ValueError:
-        print(
-            f"parley publish: unknown channel {args.channel!r}; channels: {', '.join(c.value for c in Channel)}",
-            file=sys.stderr,
-        )
-        return 2
-    path = Path(args.file)
-    if not path.is_file():
-        print(f"parley publish: no such file: {path}", file=sys.stderr)
-        return 2
+        raise UsageError(
+            f"parley publish: unknown channel {args.channel!r}; channels: {', '.join(c.value for c in Channel)}"
+        ) from None
+    path = _input_file("publish", args.file)
     sent, size, blank, not_json = asyncio.run(publish_file(settings, channel, path))
     print(
         f"Published {sent:,} records ({size:,} bytes) to {settings.topic(topics.raw_topic(channel))}; "
@@ -343,15 +347,10 @@ def command_publish(args: argparse.Namespace) -> int:
 def command_schemas_validate(args: argparse.Namespace) -> int:
     spec = find_event_type(args.type)
     if spec is None:
-        print(
-            f"parley schemas validate: unknown event type {args.type!r}; `parley schemas list` shows them all",
-            file=sys.stderr,
+        raise UsageError(
+            f"parley schemas validate: unknown event type {args.type!r}; `parley schemas list` shows them all"
         )
-        return 2
-    path = Path(args.file)
-    if not path.is_file():
-        print(f"parley schemas validate: no such file: {path}", file=sys.stderr)
-        return 2
+    path = _input_file("schemas validate", args.file)
     with path.open(encoding="utf-8", errors="replace") as lines:
         report = validate_lines(spec, lines)
     for problem in report.problems or []:
@@ -394,21 +393,16 @@ def _triage_line(triage: Triage, key: bytes, text: str, channel: Channel, line_i
 
 
 def command_triage(args: argparse.Namespace) -> int:
-    from services.triage.evaluate import default_triage  # numpy and the models load only when needed
+    from services.triage.logic import Triage  # numpy and the models load only when needed
 
-    settings = Settings()
-    triage = default_triage()
-    key = settings.pii_key()
-    if args.jsonl is None:
-        if not args.text:
-            print("parley triage: give a TEXT, or --jsonl FILE", file=sys.stderr)
-            return 2
+    if args.jsonl is None and not args.text:
+        raise UsageError("parley triage: give a TEXT, or --jsonl FILE")
+    path = None if args.jsonl is None else _input_file("triage", args.jsonl)
+    key = Settings().pii_key()
+    triage = Triage.shipped()
+    if path is None:
         print(json.dumps(_triage_line(triage, key, args.text, Channel(args.channel)), ensure_ascii=False, indent=2))
         return 0
-    path = Path(args.jsonl)
-    if not path.is_file():
-        print(f"parley triage: no such file: {path}", file=sys.stderr)
-        return 2
     failed = 0
     with path.open(encoding="utf-8") as lines:
         for number, line in enumerate(lines, start=1):
@@ -476,6 +470,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         code: int = args.handler(args)
     except ConfigurationError as exc:
         print(f"parley: {exc}", file=sys.stderr)
+        return 2
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
         return 2
     return code
 

@@ -27,7 +27,6 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
         PROCESSOR,
         settings,
         connections,
-        topics_to_create=topics.ALL_TOPICS,
         dead_letter_topic=topics.FEEDBACK_REJECTED,
         relays_outbox=True,
     )

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TypeVar
 
-from schemas.feedback import REJECTION_HEADER_PREFIX, DeadLetterHeaders
+from pydantic import BaseModel, ValidationError
+
+from schemas.feedback import REJECTION_HEADER_PREFIX, DeadLetterHeaders, RejectReason
+from services.runtime.errors import PermanentError, describe_validation_error
 from services.runtime.kafka import Headers, Record
+
+EventT = TypeVar("EventT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
@@ -20,6 +26,13 @@ class InboundMessage:
     value: bytes
     headers: Headers
     timestamp_ms: int | None = None
+
+    def parse(self, model: type[EventT]) -> EventT:
+        """The record's value as ``model``; a value that is not one is a permanent schema_violation."""
+        try:
+            return model.model_validate_json(self.value)
+        except ValidationError as exc:
+            raise PermanentError(RejectReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from exc
 
     def header(self, name: str) -> bytes | None:
         for header_name, value in self.headers:

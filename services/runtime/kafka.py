@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import ssl
 from collections.abc import Iterable
@@ -112,21 +111,3 @@ def new_producer(settings: Settings, bootstrap_servers: str, **overrides: Any) -
     }
     options.update(overrides)
     return AIOKafkaProducer(**options)
-
-
-async def wait_for_broker(settings: Settings, bootstrap_servers: str, timeout_seconds: float = 30.0) -> None:
-    """Block until the broker answers metadata requests, or fail with a clear message."""
-    deadline = asyncio.get_running_loop().time() + timeout_seconds
-    last_error: Exception | None = None
-    while asyncio.get_running_loop().time() < deadline:
-        admin = AIOKafkaAdminClient(**client_options(settings, bootstrap_servers))
-        try:
-            await admin.start()
-            await admin.list_topics()
-            return
-        except Exception as exc:
-            last_error = exc
-            await asyncio.sleep(0.5)
-        finally:
-            await admin.close()
-    raise ConfigurationError(f"broker {bootstrap_servers} unreachable after {timeout_seconds} s: {last_error}")

@@ -23,6 +23,7 @@ import faust
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from schemas import topics
 from services.runtime.db import connect_pool
 from services.runtime.deadletter import InboundMessage, dead_letter_record
 from services.runtime.errors import PermanentError, RetryableError
@@ -106,9 +107,9 @@ class ProcessorApp(faust.App):
         settings: Settings,
         connections: Connections,
         *,
-        topics_to_create: Iterable[str],
-        dead_letter_topic: str,
         relays_outbox: bool,
+        dead_letter_topic: str | None = None,
+        topics_to_create: Iterable[str] = topics.ALL_TOPICS,
     ) -> None:
         options = faust_options(settings, connections, processor)
         Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)
@@ -118,7 +119,7 @@ class ProcessorApp(faust.App):
         self.settings = settings
         self.connections = connections
         self._topics_to_create = tuple(topics_to_create)
-        self.dead_letter_topic = dead_letter_topic
+        self.dead_letter_topic = dead_letter_topic or topics.dead_letter_topic(processor)
         self._relays_outbox = relays_outbox
         self._db_pool: asyncpg.Pool | None = None
         self._direct_producer: AIOKafkaProducer | None = None

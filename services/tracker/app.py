@@ -4,12 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas import topics
-from schemas.feedback import FeedbackReceivedEvent, RejectReason
+from schemas.feedback import FeedbackReceivedEvent
 from services.runtime.deadletter import InboundMessage
-from services.runtime.errors import PermanentError, describe_validation_error
 from services.runtime.kafka import event_record
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
@@ -19,24 +16,12 @@ PROCESSOR = "tracker"
 
 
 def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
-    app = ProcessorApp(
-        PROCESSOR,
-        settings,
-        connections,
-        topics_to_create=topics.ALL_TOPICS,
-        dead_letter_topic=topics.dead_letter_topic(PROCESSOR),
-        relays_outbox=True,
-    )
+    app = ProcessorApp(PROCESSOR, settings, connections, relays_outbox=True)
     tracking_topic = settings.topic(topics.CASE_TRACKING)
 
     async def handle(messages: list[InboundMessage]) -> None:
         # Parse first: a record that is not a feedback.received event fails the batch before any SQL.
-        feedback_events = []
-        for message in messages:
-            try:
-                feedback_events.append((FeedbackReceivedEvent.model_validate_json(message.value), message))
-            except ValidationError as exc:
-                raise PermanentError(RejectReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from exc
+        feedback_events = [(message.parse(FeedbackReceivedEvent), message) for message in messages]
         async with store.unit_of_work(app.pool) as work:
             for feedback, message in feedback_events:
                 if not await work.claim(feedback.id):

@@ -11,20 +11,15 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
-
 from schemas import topics
 from schemas.channels import SocialDetails
-from schemas.feedback import FeedbackReceivedEvent, RejectReason
+from schemas.feedback import FeedbackReceivedEvent
 from schemas.triage import CaseTriaged, CaseTriagedEvent, Sentiment
 from services.runtime.deadletter import InboundMessage
-from services.runtime.errors import PermanentError, describe_validation_error
 from services.runtime.kafka import Record, event_record
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
 from services.triage.logic import Triage, TriageResult
-from services.triage.model import load_models
-from services.triage.rules import category_cues, flag_detector, priority_table
 
 PROCESSOR = "triage"
 SOURCE = "/parley/triage"
@@ -63,24 +58,12 @@ def triaged_event(
 
 
 def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
-    app = ProcessorApp(
-        PROCESSOR,
-        settings,
-        connections,
-        topics_to_create=topics.ALL_TOPICS,
-        dead_letter_topic=topics.dead_letter_topic(PROCESSOR),
-        relays_outbox=False,
-    )
-    triage = Triage(load_models(), flag_detector(), priority_table(), category_cues())  # loads and validates at start
+    app = ProcessorApp(PROCESSOR, settings, connections, relays_outbox=False)
+    triage = Triage.shipped()  # loads and validates the rules and the model at start
     triaged_topic = settings.topic(topics.CASE_TRIAGED)
 
     async def handle(messages: list[InboundMessage]) -> None:
-        feedbacks = []
-        for message in messages:
-            try:
-                feedbacks.append((FeedbackReceivedEvent.model_validate_json(message.value), message))
-            except ValidationError as exc:
-                raise PermanentError(RejectReason.SCHEMA_VIOLATION, describe_validation_error(exc)) from exc
+        feedbacks = [(message.parse(FeedbackReceivedEvent), message) for message in messages]
         results = triage.assess_many(
             [
                 (f.data.text, f.data.channel, f.data.details if isinstance(f.data.details, SocialDetails) else None)

@@ -13,7 +13,7 @@ import time
 
 from schemas.channels import Channel
 from services.privacy.logic import mask
-from services.triage.evaluate import default_triage
+from services.triage.logic import Triage
 from services.triage.train import load_training_rows
 
 TARGET_LENGTH = 200
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {min(os.sched_getaffinity(0))})  # one core, as the figure claims
-    triage = default_triage()
+    triage = Triage.shipped()
     texts = bench_texts(2000)
     key = b"bench"
     masked = [(mask(text, key).text, channel) for text, channel in texts]

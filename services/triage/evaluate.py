@@ -19,8 +19,6 @@ from schemas.channels import Channel
 from schemas.values import Category, Flag, PiiKind
 from services.privacy.logic import mask
 from services.triage.logic import Triage
-from services.triage.model import load_models
-from services.triage.rules import category_cues, flag_detector, priority_table
 
 EVAL_FILE = Path(__file__).resolve().parent / "data" / "eval.jsonl"
 THREATS = (Flag.REGULATOR_THREAT, Flag.MEDIA_THREAT, Flag.LEGAL_THREAT)
@@ -131,12 +129,8 @@ def report(result: Evaluation) -> str:
     return "\n".join(lines)
 
 
-def default_triage() -> Triage:
-    return Triage(load_models(), flag_detector(), priority_table(), category_cues())
-
-
 def main() -> int:
-    result = evaluate(load_rows(), default_triage())
+    result = evaluate(load_rows(), Triage.shipped())
     print(report(result))
     return 0
 

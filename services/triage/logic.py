@@ -16,8 +16,15 @@ from typing import Literal
 from schemas.channels import Channel, SocialDetails
 from schemas.triage import SentimentLabel, TriageReason
 from schemas.values import Category, Flag, Priority
-from services.triage.model import CUE_PREFIX, PII_MARK, Scores, TextModels, cue_tokens
-from services.triage.rules import CategoryCues, FlagDetector, PriorityTable
+from services.triage.model import CUE_PREFIX, PII_MARK, Scores, TextModels, cue_tokens, load_models
+from services.triage.rules import (
+    CategoryCues,
+    FlagDetector,
+    PriorityTable,
+    category_cues,
+    flag_detector,
+    priority_table,
+)
 from services.triage.text import normalise
 
 
@@ -42,6 +49,11 @@ class Triage:
     flags: FlagDetector
     table: PriorityTable
     cues: CategoryCues
+
+    @classmethod
+    def shipped(cls) -> Triage:
+        """The rules and the model that ship with the package, each loaded and validated once."""
+        return cls(load_models(), flag_detector(), priority_table(), category_cues())
 
     @property
     def ruleset_version(self) -> str:
@@ -149,18 +161,9 @@ class Triage:
             reasons.append(Reason(decided="priority", value=f"{value:+d}", rule=rule, weight=value))
         if forced:
             priority = Priority.P1
-            reasons.append(
-                Reason(
-                    decided="priority", value="P1", rule=f"always_p1_and_human: {', '.join(f.value for f in forced)}"
-                )
-            )
-            reasons.append(
-                Reason(
-                    decided="human_required",
-                    value="true",
-                    rule=f"always_p1_and_human: {', '.join(f.value for f in forced)}",
-                )
-            )
+            rule = f"always_p1_and_human: {', '.join(f.value for f in forced)}"
+            reasons.append(Reason(decided="priority", value="P1", rule=rule))
+            reasons.append(Reason(decided="human_required", value="true", rule=rule))
         else:
             reasons.append(
                 Reason(

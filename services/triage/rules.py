@@ -5,10 +5,11 @@ A mistake in the YAML files stops the processor at start with the file, the fiel
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import ahocorasick
 import yaml
@@ -113,10 +114,6 @@ class CueHit:
     start: int
 
 
-def _is_ascii_word(cue: str) -> bool:
-    return cue.isascii()
-
-
 class CueMatcher:
     """Finds every cue of a list in one pass (Aho-Corasick); English cues only at word boundaries."""
 
@@ -135,7 +132,7 @@ class CueMatcher:
         for end, cue in self._automaton.iter(text):
             start = end - len(cue) + 1
             if (
-                _is_ascii_word(cue)
+                cue.isascii()
                 and cue[0].isalnum()
                 and (
                     (start > 0 and text[start - 1].isascii() and text[start - 1].isalnum())
@@ -145,6 +142,30 @@ class CueMatcher:
                 continue  # "ill" inside "will"
             hits.append(CueHit(cue, start))
         return hits
+
+
+OwnerT = TypeVar("OwnerT", Flag, Category)
+
+
+class OwnedCues(Generic[OwnerT]):
+    """The cues of several owners (flags, categories) in one automaton: which owners' cues a text
+    contains, each owner with its cues in the order they were found."""
+
+    def __init__(self, cues_by_owner: Mapping[OwnerT, list[str]]) -> None:
+        self._owners: dict[str, list[OwnerT]] = {}
+        for owner, cues in cues_by_owner.items():
+            for cue in cues:
+                self._owners.setdefault(cue, []).append(owner)
+        self._matcher = CueMatcher(list(self._owners))
+
+    def find(self, text: str) -> dict[OwnerT, list[str]]:
+        found: dict[OwnerT, list[str]] = {}
+        for hit in self._matcher.find(text):
+            for owner in self._owners[hit.cue]:
+                words = found.setdefault(owner, [])
+                if hit.cue not in words:
+                    words.append(hit.cue)
+        return found
 
 
 @dataclass(frozen=True)
@@ -157,11 +178,7 @@ class FlagMatch:
 class FlagDetector:
     def __init__(self, rules: FlagRules) -> None:
         self.version = rules.version
-        self._owners: dict[str, list[Flag]] = {}
-        for flag, rule in rules.flags.items():
-            for cue in rule.cues:
-                self._owners.setdefault(cue, []).append(flag)
-        self._direct = CueMatcher(list(self._owners))  # every flag's cues in one pass
+        self._direct = OwnedCues({flag: rule.cues for flag, rule in rules.flags.items()})  # one pass for all
         self._together = {
             flag: [[CueMatcher(group) for group in combo] for combo in rule.together]
             for flag, rule in rules.flags.items()
@@ -169,12 +186,7 @@ class FlagDetector:
 
     def detect(self, text: str) -> list[FlagMatch]:
         """Each flag at most once, with the cues that raised it."""
-        direct: dict[Flag, list[str]] = {}
-        for hit in self._direct.find(text):
-            for owner in self._owners[hit.cue]:
-                words = direct.setdefault(owner, [])
-                if hit.cue not in words:
-                    words.append(hit.cue)
+        direct = self._direct.find(text)
         found = []
         for flag in Flag:
             if flag in direct:
@@ -189,25 +201,12 @@ class FlagDetector:
         return found
 
 
-class CategoryCues:
+class CategoryCues(OwnedCues[Category]):
     """Which categories' domain words a text contains (each category at most once), with the words."""
 
     def __init__(self, rules: CategoryCueRules) -> None:
+        super().__init__(rules.categories)
         self.version = rules.version
-        self._owner: dict[str, list[Category]] = {}
-        for category, cues in rules.categories.items():
-            for cue in cues:
-                self._owner.setdefault(cue, []).append(category)
-        self._matcher = CueMatcher(list(self._owner))
-
-    def find(self, text: str) -> dict[Category, list[str]]:
-        found: dict[Category, list[str]] = {}
-        for hit in self._matcher.find(text):
-            for category in self._owner[hit.cue]:
-                words = found.setdefault(category, [])
-                if hit.cue not in words:
-                    words.append(hit.cue)
-        return found
 
 
 @cache

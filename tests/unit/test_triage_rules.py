@@ -104,10 +104,10 @@ def test_a_together_rule_needs_two_groups() -> None:
 def test_batch_vectors_equal_the_reference_vectors_text_by_text() -> None:
     import numpy as np
 
-    from services.triage.evaluate import default_triage
+    from services.triage.logic import Triage
     from services.triage.model import CUE_PREFIX, cue_tokens, features
 
-    triage = default_triage()
+    triage = Triage.shipped()
     index = triage.models.features
     samples = [
         "我張卡俾人盜用咗，唔該快啲幫我！[MOBILE#0123456789abcdef] 3,450.00元",
@@ -128,9 +128,9 @@ def test_batch_vectors_equal_the_reference_vectors_text_by_text() -> None:
 
 def test_a_batch_gives_the_same_results_as_one_text_at_a_time() -> None:
     from schemas.channels import Channel
-    from services.triage.evaluate import default_triage
+    from services.triage.logic import Triage
 
-    triage = default_triage()
+    triage = Triage.shipped()
     items = [
         ("我真的不想活了，欠了三家", Channel.APP, None),
         ("请问年费怎么收", Channel.APP, None),
