@@ -20,6 +20,24 @@ class RoutingReason(PublishedModel):
     detail: str = Field(max_length=500, description="Which filter matched, which target, why it overflowed")
 
 
+class CaseLink(PublishedModel):
+    """How this delivery relates to the case: what the tracker records for it."""
+
+    kind: Literal["new_case", "merged", "split", "escalated", "post_update"] = Field(
+        description="new_case: the feedback opened the case; merged: it joined an open case; split: an agent undid "
+        "a merge and the feedback now has a case of its own; escalated: nobody accepted in time, next target; "
+        "post_update: new reach figures of a social post already on the case"
+    )
+    match_basis: Literal["customer_token", "explicit_reference"] | None = Field(
+        default=None, description="For merged and post_update: what matched the open case"
+    )
+    new_facts: bool = Field(
+        default=False, description="Merged feedback that adds facts (may restart a regulatory clock)"
+    )
+    split_from_case_id: UUID | None = Field(default=None, description="For split: the case the feedback left")
+    split_by: str | None = Field(default=None, max_length=100, description="For split: the agent who undid the merge")
+
+
 class CaseRouted(PublishedModel):
     case_id: UUID
     feedback_id: UUID
@@ -41,6 +59,9 @@ class CaseRouted(PublishedModel):
     visible_pii: PiiKinds = Field(default_factory=list, description="Personal-data kinds this queue may see")
     details: ChannelDetails
     routed_at: Timestamp
+    link: CaseLink = Field(default_factory=lambda: CaseLink(kind="new_case"))
+    received_at: Timestamp | None = Field(default=None, description="When the feedback arrived: the case's start")
+    priority_score: int | None = Field(default=None, description="The triage score table's sum")
 
 
 class CaseRoutedEvent(CloudEvent[CaseRouted]):
