@@ -10,7 +10,9 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 
 from schemas.base import PublishedModel
 from schemas.envelope import CloudEvent
-from schemas.values import AgentId, ApprovalTier, Day, Money, PlanKind, PlanKinds, Probability, Rate
+from schemas.values import AgentId, ApprovalTier, Day, Jurisdiction, Money, PlanKind, PlanKinds, Probability, Rate
+
+__all__ = ["Jurisdiction"]  # re-exported: plans were its first users
 
 
 class Product(StrEnum):
@@ -19,12 +21,6 @@ class Product(StrEnum):
     BUSINESS_LOAN = "business_loan"
     CREDIT_CARD = "credit_card"
     CONSUMER_CREDIT = "consumer_credit"
-
-
-class Jurisdiction(StrEnum):
-    CN = "CN"
-    UK = "UK"
-    US = "US"
 
 
 class HardshipReason(StrEnum):

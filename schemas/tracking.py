@@ -21,6 +21,7 @@ from schemas.values import (
     ContactChannel,
     Day,
     Flags,
+    Jurisdiction,
     Money,
     Priority,
     Queue,
@@ -42,6 +43,10 @@ class CaseOpened(TrackingData):
     channel: Channel = Field(description="The channel of the feedback that opened the case.")
     feedback_id: UUID = Field(description="Event id of the feedback.received that opened the case.")
     opened_at: Timestamp
+    jurisdiction: Jurisdiction | None = Field(default=None, description="Whose complaint rules and clocks apply")
+    regulator_deadline: Timestamp | None = Field(
+        default=None, description="A regulator referral's own response deadline, which then applies"
+    )
 
 
 class CaseMerged(TrackingData):

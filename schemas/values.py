@@ -133,6 +133,14 @@ ReasonText = Annotated[str, Field(min_length=3, max_length=1000)]
 AgentId = Annotated[str, Field(min_length=1, max_length=100, description="The agent's staff id, or a bot's id")]
 
 
+class Jurisdiction(StrEnum):
+    """Whose rules apply to a case or a plan: its clocks and its caps."""
+
+    CN = "CN"
+    UK = "UK"
+    US = "US"
+
+
 class Priority(StrEnum):
     P1 = "P1"
     P2 = "P2"
