@@ -166,7 +166,10 @@ class Head:
 
 
 def _top(
-    contributions: npt.NDArray[np.float64], positions: npt.NDArray[np.int64], vocabulary: list[str], count: int = 5
+    contributions: npt.NDArray[np.floating[Any]],
+    positions: npt.NDArray[np.int64],
+    vocabulary: list[str],
+    count: int = 5,
 ) -> tuple[tuple[str, float], ...]:
     """The features that added most, largest first (only those that added anything)."""
     if contributions.size > count:
