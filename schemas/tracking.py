@@ -182,6 +182,51 @@ class CaseReopened(TrackingData):
     agent_id: AgentId | None = None
 
 
+class PlanOfferedStep(TrackingData):
+    """An agent offered one of the proposed plans to the customer."""
+
+    plan_id: UUID
+    agent_id: AgentId
+    instalment: Money
+    instalments: PositiveInt
+
+
+class PlanDeclined(TrackingData):
+    """The customer declined the offered plan."""
+
+    plan_id: UUID
+    agent_id: AgentId
+    reason: ReasonText
+
+
+class PlanCountered(TrackingData):
+    """The customer answered the offer with terms of their own; new proposals are asked for."""
+
+    plan_id: UUID
+    agent_id: AgentId
+    proposed_instalment: Money | None = None
+    proposed_term_months: PositiveInt | None = None
+    replan_requested: bool = Field(
+        description="True when a new plan.requested went out (the tracker knows the customer's debt)"
+    )
+
+
+class FollowUpRequested(TrackingData):
+    """The configured time after resolution has passed: ask the customer how it went."""
+
+    resolved_at: Timestamp
+    resolution: Resolution | None = None
+
+
+class TransitionRejected(TrackingData):
+    """An event the case cannot take in its status (or that contradicts its record): refused, nothing changed."""
+
+    rejected_type: str = Field(max_length=200, description="The CloudEvents type of the refused event")
+    rejected_id: UUID = Field(description="The CloudEvents id of the refused event")
+    agent_id: AgentId | None = None
+    reason: ReasonText
+
+
 class CaseOpenedEvent(CloudEvent[CaseOpened]):
     type: Literal["com.parley.tracking.opened.v1"] = "com.parley.tracking.opened.v1"
 
@@ -252,3 +297,23 @@ class CaseClosedEvent(CloudEvent[CaseClosed]):
 
 class CaseReopenedEvent(CloudEvent[CaseReopened]):
     type: Literal["com.parley.tracking.reopened.v1"] = "com.parley.tracking.reopened.v1"
+
+
+class PlanOfferedStepEvent(CloudEvent[PlanOfferedStep]):
+    type: Literal["com.parley.tracking.plan_offered.v1"] = "com.parley.tracking.plan_offered.v1"
+
+
+class PlanDeclinedEvent(CloudEvent[PlanDeclined]):
+    type: Literal["com.parley.tracking.plan_declined.v1"] = "com.parley.tracking.plan_declined.v1"
+
+
+class PlanCounteredEvent(CloudEvent[PlanCountered]):
+    type: Literal["com.parley.tracking.plan_countered.v1"] = "com.parley.tracking.plan_countered.v1"
+
+
+class FollowUpRequestedEvent(CloudEvent[FollowUpRequested]):
+    type: Literal["com.parley.tracking.follow_up_requested.v1"] = "com.parley.tracking.follow_up_requested.v1"
+
+
+class TransitionRejectedEvent(CloudEvent[TransitionRejected]):
+    type: Literal["com.parley.tracking.transition_rejected.v1"] = "com.parley.tracking.transition_rejected.v1"
