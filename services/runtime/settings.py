@@ -13,6 +13,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, PositiveFloat, PositiveInt, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from schemas.values import Jurisdiction
+
 
 class SecurityProtocol(StrEnum):
     PLAINTEXT = "PLAINTEXT"
@@ -97,6 +99,25 @@ class Settings(BaseSettings):
     retry_max_backoff_seconds: PositiveFloat = 30.0
     outbox_batch_size: PositiveInt = 500
     outbox_poll_interval_seconds: PositiveFloat = 0.5
+
+    # ---- tracker ----
+    tracker_jurisdiction: Jurisdiction = Field(
+        default=Jurisdiction.CN, description="Whose complaint rules apply to the cases this tracker opens."
+    )
+    tracker_follow_up_after_seconds: PositiveFloat = Field(
+        default=7 * 24 * 3600, description="How long after resolution the customer is asked how it went."
+    )
+    tracker_close_after_seconds: PositiveFloat = Field(
+        default=14 * 24 * 3600,
+        description="How long after the follow-up request (or its answer) a resolved case closes by itself.",
+    )
+    tracker_plan_broken_after_missed: PositiveInt = Field(
+        default=3, description="Missed, unpaid instalments after which an active plan is broken."
+    )
+    tracker_timer_poll_seconds: PositiveFloat = Field(
+        default=1.0, description="How often due tracker timers are polled."
+    )
+    tracker_timer_batch: PositiveInt = Field(default=500, description="Most due timers fired in one transaction.")
 
     # ---- observability ----
     log_level: str = "INFO"
