@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel
 
-from schemas import agent, sla, topics, tracking
+from schemas import agent, reputation, sla, topics, tracking
 from schemas.base import ConsumedModel
 from schemas.channels import RAW_MODELS, Channel
 from schemas.envelope import CloudEventAttributes
@@ -148,6 +148,15 @@ TOPICS: tuple[TopicSpec, ...] = (
         value="cloudevent",
     ),
     TopicSpec(
+        address=topics.REPUTATION_ALERTS,
+        description="Public-opinion alerts: a social post about a case is spreading (virality score over a "
+        "threshold, from reach, repost velocity against the account's or topic's baseline, sentiment and threats).",
+        key=CASE_KEY,
+        publishers=("routing",),
+        consumers=("on-call alerting", "PR desk", "supervisors"),
+        value="cloudevent",
+    ),
+    TopicSpec(
         address=topics.DEAD_LETTER_PREFIX + "{processor}",
         description="Records a processor could not handle: the original, unchanged, with the reason in parley-* "
         "headers.",
@@ -221,6 +230,7 @@ EVENTS: tuple[EventSpec, ...] = (
     EventSpec(_type_of(PlanProposedEvent), PlanProposedEvent, (topics.PLAN_PROPOSED,), "Ranked proposals"),
     *_cloudevents(_event_models(tracking), topics.CASE_TRACKING),
     *_cloudevents(_event_models(sla), topics.SLA_ALERTS),
+    *_cloudevents(_event_models(reputation), topics.REPUTATION_ALERTS),
 )
 
 EVENTS_BY_NAME: dict[str, EventSpec] = {spec.name: spec for spec in EVENTS}

@@ -16,8 +16,12 @@ from schemas.values import Category, Flags, PiiKinds, Priority, Queue, Timestamp
 
 
 class RoutingReason(PublishedModel):
-    kind: Literal["filter", "target", "overflow", "escalation", "public_opinion", "default"]
-    detail: str = Field(max_length=500, description="Which filter matched, which target, why it overflowed")
+    kind: Literal["filter", "target", "overflow", "escalation", "public_opinion", "default", "merge"]
+    detail: str = Field(
+        max_length=500,
+        description="Which filter matched, which target, why it overflowed; merge: why the feedback joined a case "
+        "(or why it did not) and which facts are new",
+    )
 
 
 class CaseLink(PublishedModel):
@@ -62,6 +66,11 @@ class CaseRouted(PublishedModel):
     link: CaseLink = Field(default_factory=lambda: CaseLink(kind="new_case"))
     received_at: Timestamp | None = Field(default=None, description="When the feedback arrived: the case's start")
     priority_score: int | None = Field(default=None, description="The triage score table's sum")
+    lane: Literal["primary", "public_opinion"] = Field(
+        default="primary",
+        description="primary: the case's own queue; public_opinion: a copy for the PR desk because a social post of "
+        "the case is spreading (the case is the same: open it once, count it once)",
+    )
 
 
 class CaseRoutedEvent(CloudEvent[CaseRouted]):

@@ -15,6 +15,7 @@ PLAN_REQUESTED = "plan.requested"
 PLAN_PROPOSED = "plan.proposed"
 CASE_TRACKING = "case.tracking"
 SLA_ALERTS = "sla.alerts"
+REPUTATION_ALERTS = "reputation.alerts"
 DEAD_LETTER_PREFIX = "deadletter."
 
 # Processors that dead-letter to a topic of their own (intake rejects to feedback.rejected).
@@ -52,5 +53,6 @@ ALL_TOPICS: tuple[str, ...] = (
     PLAN_PROPOSED,
     CASE_TRACKING,
     SLA_ALERTS,
+    REPUTATION_ALERTS,
     *DEAD_LETTER_TOPICS,
 )
