@@ -122,6 +122,16 @@ class Settings(BaseSettings):
     # ---- observability ----
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
+    http_port: int | None = Field(
+        default=None,
+        ge=0,
+        le=65535,
+        description="Port of a worker's /healthz, /readyz and /metrics; unset: no HTTP server; 0: any free port "
+        "(logged). `parley run` treats it as a base port: each worker it starts takes the next one.",
+    )
+    http_host: str = Field(
+        default="127.0.0.1", description="Address the health and metrics server binds; 0.0.0.0 in a container."
+    )
 
     @property
     def uses_embedded_broker(self) -> bool:
