@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from schemas.channels import Channel, SocialDetails
@@ -19,7 +19,9 @@ from schemas.values import Category, Flag, Priority
 from services.triage.model import CUE_PREFIX, PII_MARK, Scores, TextModels, cue_tokens, load_models
 from services.triage.rules import (
     CategoryCues,
+    CueMatcher,
     FlagDetector,
+    FlagMatch,
     PriorityTable,
     category_cues,
     flag_detector,
@@ -49,6 +51,11 @@ class Triage:
     flags: FlagDetector
     table: PriorityTable
     cues: CategoryCues
+    every_cue: CueMatcher = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # One automaton pass per text finds the category cues and every flag's cues together.
+        object.__setattr__(self, "every_cue", CueMatcher([*self.cues.cues, *self.flags.cues]))
 
     @classmethod
     def shipped(cls) -> Triage:
@@ -68,19 +75,20 @@ class Triage:
     def assess_many(self, items: Sequence[tuple[str, Channel, SocialDetails | None]]) -> list[TriageResult]:
         """Triage a batch: the classifiers score every text of it at once (services/triage/model.py)."""
         texts = [normalise(masked_text) for masked_text, _, _ in items]
-        cue_words = [self.cues.find(text) for text in texts]
+        found = [self.every_cue.found(text) for text in texts]
+        cue_words = [self.cues.owners_in(cues) for cues in found]
         scores = self.models.score(texts, [[CUE_PREFIX + cue for cue in cue_tokens(words)] for words in cue_words])
         return [
-            self._result(text, channel, social, words, score)
-            for (_, channel, social), text, words, score in zip(items, texts, cue_words, scores, strict=True)
+            self._result(channel, social, words, self.flags.detect_in(cues), score)
+            for (_, channel, social), cues, words, score in zip(items, found, cue_words, scores, strict=True)
         ]
 
     def _result(
         self,
-        text: str,
         channel: Channel,
         social: SocialDetails | None,
         cue_words: dict[Category, list[str]],
+        matches: list[FlagMatch],
         scores: Scores,
     ) -> TriageResult:
         reasons: list[Reason] = []
@@ -104,7 +112,6 @@ class Triage:
                 )
             )
 
-        matches = self.flags.detect(text)
         flags = tuple(match.flag for match in matches)
         for match in matches:
             reasons.append(

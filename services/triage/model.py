@@ -94,6 +94,54 @@ class BatchVectors:
     bounds: npt.NDArray[np.int64]
 
 
+class _KeyTable:
+    """n-gram key -> vocabulary position, as an open-addressing hash table probed for a whole batch at once:
+    one gather a key where a binary search took fifteen."""
+
+    _EMPTY = np.uint64(0)  # no n-gram key is 0: unigram and bigram keys carry a high bit, trigrams a code point
+    _MULTIPLIER = np.uint64(0x9E3779B97F4A7C15)  # Fibonacci hashing
+
+    def __init__(self, keyed: list[tuple[int, int]]) -> None:
+        bits = max(8, (8 * max(len(keyed), 1) - 1).bit_length())  # load factor at most 1/8: probes stay short
+        self._shift = np.uint64(64 - bits)
+        self._mask = (1 << bits) - 1
+        self._keys = np.zeros(1 << bits, dtype=np.uint64)
+        self._positions = np.full(1 << bits, -1, dtype=np.int64)
+        for key, position in keyed:
+            if key == 0:
+                raise ValueError("an n-gram key of 0 would read as an empty slot")
+            slot = int(self._slots(np.array([key], dtype=np.uint64))[0])
+            while self._keys[slot] not in (self._EMPTY, key):
+                slot = (slot + 1) & self._mask
+            self._keys[slot], self._positions[slot] = key, position
+
+    def _slots(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        return ((keys * self._MULTIPLIER) >> self._shift).astype(np.int64)
+
+    def positions(self, keys: npt.NDArray[np.uint64]) -> npt.NDArray[np.int64]:
+        """Each key's vocabulary position, -1 for keys not in the vocabulary."""
+        found = np.full(len(keys), -1, dtype=np.int64)
+        pending = np.arange(len(keys))
+        slots = self._slots(keys)
+        while pending.size:
+            stored = self._keys[slots]
+            hit = stored == keys
+            found[pending[hit]] = self._positions[slots[hit]]
+            probe_on = ~hit & (stored != self._EMPTY)
+            pending, keys, slots = pending[probe_on], keys[probe_on], (slots[probe_on] + 1) & self._mask
+        return found
+
+
+def _counted(values: npt.NDArray[np.int64], fits_int32: bool) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """``np.unique(values, return_counts=True)``, sorting 32-bit numbers when they fit (twice as fast)."""
+    ordered = np.sort(values.astype(np.int32) if fits_int32 else values)
+    if ordered.size == 0:
+        return ordered.astype(np.int64), np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    counts = np.diff(np.append(starts, ordered.size))
+    return ordered[starts].astype(np.int64), counts
+
+
 class FeatureIndex:
     """The shared vocabulary and IDF weights: a text's TF-IDF vector, as indices and values."""
 
@@ -102,9 +150,7 @@ class FeatureIndex:
         self.vocabulary = vocabulary
         self._idf = idf
         keyed = [(key, position) for position, gram in enumerate(vocabulary) if (key := _key_of(gram)) is not None]
-        keyed.sort()
-        self._keys = np.array([key for key, _ in keyed], dtype=np.uint64)
-        self._key_positions = np.array([position for _, position in keyed], dtype=np.int64)
+        self._lookup = _KeyTable(keyed)
 
     @property
     def size(self) -> int:
@@ -116,19 +162,17 @@ class FeatureIndex:
         keys = [ngram_keys(fold(text)) for text in normalised_texts]
         all_keys = np.concatenate(keys) if keys else np.zeros(0, dtype=np.uint64)
         owners = np.repeat(np.arange(count, dtype=np.int64), [len(k) for k in keys])
-        slots = np.searchsorted(self._keys, all_keys)
-        slots[slots == len(self._keys)] = 0
-        known = self._keys[slots] == all_keys
-        positions = self._key_positions[slots[known]]
-        owners = owners[known]
+        found = self._lookup.positions(all_keys)
+        known = found >= 0
+        positions, owners = found[known], owners[known]
         cue_pairs = [
             (owner, self._index[cue]) for owner, cues in enumerate(cue_features) for cue in cues if cue in self._index
         ]
         if cue_pairs:
             positions = np.concatenate((positions, np.array([p for _, p in cue_pairs], dtype=np.int64)))
             owners = np.concatenate((owners, np.array([o for o, _ in cue_pairs], dtype=np.int64)))
-        pairs, counts = np.unique(owners * self.size + positions, return_counts=True)  # by text, then feature
-        owners, positions = pairs // self.size, pairs % self.size
+        pairs, counts = _counted(owners * self.size + positions, fits_int32=count * self.size < 2**31)
+        owners, positions = pairs // self.size, pairs % self.size  # by text, then feature
         weights = (1.0 + np.log(counts)) * self._idf[positions]
         norms = np.sqrt(np.bincount(owners, weights * weights, minlength=count))
         weights = weights / np.where(norms > 0, norms, 1.0)[owners]

@@ -120,7 +120,7 @@ class CueMatcher:
     def __init__(self, cues: list[str]) -> None:
         self._automaton = ahocorasick.Automaton()
         for cue in set(cues):
-            self._automaton.add_word(cue, cue)
+            self._automaton.add_word(cue, (cue, cue.isascii() and cue[0].isalnum()))
         self._empty = not cues
         if not self._empty:
             self._automaton.make_automaton()
@@ -129,27 +129,30 @@ class CueMatcher:
         if self._empty:
             return []
         hits = []
-        for end, cue in self._automaton.iter(text):
+        for end, (cue, whole_word) in self._automaton.iter(text):
             start = end - len(cue) + 1
-            if (
-                cue.isascii()
-                and cue[0].isalnum()
-                and (
-                    (start > 0 and text[start - 1].isascii() and text[start - 1].isalnum())
-                    or (end + 1 < len(text) and text[end + 1].isascii() and text[end + 1].isalnum())
-                )
+            if whole_word and (
+                (start > 0 and text[start - 1].isascii() and text[start - 1].isalnum())
+                or (end + 1 < len(text) and text[end + 1].isascii() and text[end + 1].isalnum())
             ):
                 continue  # "ill" inside "will"
             hits.append(CueHit(cue, start))
         return hits
 
+    def found(self, text: str) -> FoundCues:
+        """Each cue the text contains, once, in the order of its first appearance."""
+        return dict.fromkeys(hit.cue for hit in self.find(text))
+
+
+FoundCues = dict[str, None]
+"""Cues a text contains, in the order they first appear (a dict as an ordered set)."""
 
 OwnerT = TypeVar("OwnerT", Flag, Category)
 
 
 class OwnedCues(Generic[OwnerT]):
-    """The cues of several owners (flags, categories) in one automaton: which owners' cues a text
-    contains, each owner with its cues in the order they were found."""
+    """The cues of several owners (flags, categories): which owners' cues a text contains, each owner
+    with its cues in the order they were found."""
 
     def __init__(self, cues_by_owner: Mapping[OwnerT, list[str]]) -> None:
         self._owners: dict[str, list[OwnerT]] = {}
@@ -158,14 +161,20 @@ class OwnedCues(Generic[OwnerT]):
                 self._owners.setdefault(cue, []).append(owner)
         self._matcher = CueMatcher(list(self._owners))
 
+    @property
+    def cues(self) -> list[str]:
+        return list(self._owners)
+
     def find(self, text: str) -> dict[OwnerT, list[str]]:
-        found: dict[OwnerT, list[str]] = {}
-        for hit in self._matcher.find(text):
-            for owner in self._owners[hit.cue]:
-                words = found.setdefault(owner, [])
-                if hit.cue not in words:
-                    words.append(hit.cue)
-        return found
+        return self.owners_in(self._matcher.found(text))
+
+    def owners_in(self, found: FoundCues) -> dict[OwnerT, list[str]]:
+        """The owners of ``found`` cues (which may hold other lists' cues: one pass serves several lists)."""
+        owned: dict[OwnerT, list[str]] = {}
+        for cue in found:
+            for owner in self._owners.get(cue, ()):
+                owned.setdefault(owner, []).append(cue)
+        return owned
 
 
 @dataclass(frozen=True)
@@ -178,27 +187,35 @@ class FlagMatch:
 class FlagDetector:
     def __init__(self, rules: FlagRules) -> None:
         self.version = rules.version
-        self._direct = OwnedCues({flag: rule.cues for flag, rule in rules.flags.items()})  # one pass for all
-        self._together = {
-            flag: [[CueMatcher(group) for group in combo] for combo in rule.together]
-            for flag, rule in rules.flags.items()
-        }
+        self._direct = OwnedCues({flag: rule.cues for flag, rule in rules.flags.items()})
+        self._together = {flag: rule.together for flag, rule in rules.flags.items() if rule.together}
+        together_cues = [
+            cue for combos in self._together.values() for combo in combos for group in combo for cue in group
+        ]
+        self.cues = [*self._direct.cues, *together_cues]
+        self._matcher = CueMatcher(self.cues)  # one pass for every flag's cues and groups
 
     def detect(self, text: str) -> list[FlagMatch]:
-        """Each flag at most once, with the cues that raised it."""
-        direct = self._direct.find(text)
-        found = []
+        return self.detect_in(self._matcher.found(text))
+
+    def detect_in(self, found: FoundCues) -> list[FlagMatch]:
+        """Each flag at most once, with the cues that raised it, from the cues a text contains."""
+        direct = self._direct.owners_in(found)
+        order = {cue: position for position, cue in enumerate(found)}
+        matches = []
         for flag in Flag:
             if flag in direct:
-                found.append(FlagMatch(flag, f"flags.{flag.value}.cues", tuple(direct[flag])))
+                matches.append(FlagMatch(flag, f"flags.{flag.value}.cues", tuple(direct[flag])))
                 continue
             for index, combo in enumerate(self._together.get(flag, [])):
-                group_hits = [matcher.find(text) for matcher in combo]
-                if all(group_hits):
-                    cues = tuple(dict.fromkeys(hit.cue for hits_of_group in group_hits for hit in hits_of_group[:1]))
-                    found.append(FlagMatch(flag, f"flags.{flag.value}.together[{index}]", cues))
+                firsts = [
+                    min((cue for cue in group if cue in order), key=order.__getitem__, default=None) for group in combo
+                ]
+                if all(cue is not None for cue in firsts):
+                    cues = tuple(dict.fromkeys(cue for cue in firsts if cue is not None))
+                    matches.append(FlagMatch(flag, f"flags.{flag.value}.together[{index}]", cues))
                     break
-        return found
+        return matches
 
 
 class CategoryCues(OwnedCues[Category]):
