@@ -119,6 +119,17 @@ class Settings(BaseSettings):
     )
     tracker_timer_batch: PositiveInt = Field(default=500, description="Most due timers fired in one transaction.")
 
+    # ---- routing ----
+    routing_rules_path: Path = Field(
+        default=Path("deploy/config/routing.yaml"),
+        description="Queues, filters and targets, overflow, merge and public-opinion rules (relative: from the "
+        "working directory, else the project root).",
+    )
+    routing_timer_poll_seconds: PositiveFloat = Field(
+        default=1.0, description="How often routing looks for cases nobody accepted in time (escalation)."
+    )
+    routing_timer_batch: PositiveInt = Field(default=200, description="Most escalations made in one transaction.")
+
     # ---- observability ----
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
