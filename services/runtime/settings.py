@@ -130,6 +130,13 @@ class Settings(BaseSettings):
     )
     routing_timer_batch: PositiveInt = Field(default=200, description="Most escalations made in one transaction.")
 
+    # ---- planner ----
+    plan_policy_path: Path = Field(
+        default=Path("deploy/config/plan-policy.yaml"),
+        description="Plan caps per product and jurisdiction, approval tiers, affordability and the bank's view "
+        "(relative: from the working directory, else the project root).",
+    )
+
     # ---- observability ----
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
