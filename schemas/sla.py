@@ -10,7 +10,7 @@ from pydantic import Field, NonNegativeInt, PositiveInt
 
 from schemas.base import PublishedModel
 from schemas.envelope import CloudEvent
-from schemas.values import ClockName, Priority, Queue, ReasonText, Timestamp
+from schemas.values import AgentId, ClockName, Priority, Queue, ReasonText, Timestamp
 
 
 class Severity(StrEnum):
@@ -25,6 +25,23 @@ class ClockData(PublishedModel):
     policy_id: str = Field(max_length=100, description="The SLA policy, e.g. cn-nfra-complaint")
     deadline: Timestamp = Field(description="When the clock runs out, on the policy's calendar")
     severity: Severity = Severity.INFO
+    policy_version: PositiveInt | None = Field(
+        default=None, description="The policy version in force when the clock started; the clock keeps it"
+    )
+    cycle: NonNegativeInt | None = Field(
+        default=None, description="Which run of this clock on the case (a periodic or reopened clock runs again)"
+    )
+    dedup_key: str | None = Field(
+        default=None,
+        max_length=300,
+        description="Names this alert: a repeat of the same alert carries the same key (and the same event id)",
+    )
+    remaining_seconds: NonNegativeInt | None = Field(
+        default=None, description="Time left before the deadline, at the event's time"
+    )
+    overdue_seconds: NonNegativeInt | None = Field(
+        default=None, description="Time past the deadline, at the event's time"
+    )
 
 
 class ClockStarted(ClockData):
@@ -60,6 +77,7 @@ class SlaWarning(ClockData):
 
     remaining_seconds: NonNegativeInt
     elapsed_fraction: float = Field(ge=0, le=1, description="Share of the allowed time used, e.g. 0.8")
+    level: PositiveInt | None = Field(default=None, description="Which of the policy's warning thresholds, from 1")
     priority: Priority
     queue: Queue | None = None
     severity: Severity = Severity.WARNING
@@ -81,6 +99,32 @@ class SlaEscalated(ClockData):
     escalated_to: str = Field(max_length=100, description="A queue or a role, e.g. senior_complaints, duty_manager")
     reason: ReasonText
     severity: Severity = Severity.CRITICAL
+    recipients: list[str] | None = Field(
+        default=None, description="Who the policy names for this level (addresses, rotas or roles)"
+    )
+
+
+class ClockCancelled(ClockData):
+    """A clock stopped without its goal being met or missed (the case was closed or withdrawn)."""
+
+    reason: ReasonText
+
+
+class ClockExtended(ClockData):
+    """A deadline was extended, as the policy allows (e.g. a complex complaint, with approval)."""
+
+    previous_deadline: Timestamp
+    extension: PositiveInt = Field(description="How many extensions the clock has had, this one included")
+    approved_by: AgentId | None = None
+    reason: ReasonText
+
+
+class ClockPauseRefused(ClockData):
+    """An agent asked to pause a clock for a reason its policy does not allow; the clock runs on."""
+
+    reason: ReasonText = Field(description="The reason the agent gave")
+    refusal: ReasonText = Field(description="Why the pause was refused")
+    agent_id: AgentId | None = None
 
 
 class ClockStartedEvent(CloudEvent[ClockStarted]):
@@ -109,3 +153,15 @@ class SlaBreachedEvent(CloudEvent[SlaBreached]):
 
 class SlaEscalatedEvent(CloudEvent[SlaEscalated]):
     type: Literal["com.parley.sla.escalated.v1"] = "com.parley.sla.escalated.v1"
+
+
+class ClockCancelledEvent(CloudEvent[ClockCancelled]):
+    type: Literal["com.parley.sla.clock_cancelled.v1"] = "com.parley.sla.clock_cancelled.v1"
+
+
+class ClockExtendedEvent(CloudEvent[ClockExtended]):
+    type: Literal["com.parley.sla.clock_extended.v1"] = "com.parley.sla.clock_extended.v1"
+
+
+class ClockPauseRefusedEvent(CloudEvent[ClockPauseRefused]):
+    type: Literal["com.parley.sla.clock_pause_refused.v1"] = "com.parley.sla.clock_pause_refused.v1"

@@ -209,12 +209,24 @@ class CaseStatus(StrEnum):
 
 
 class ClockName(StrEnum):
-    """SLA clocks a case can run; each policy gives them deadlines."""
+    """SLA clocks a case can run; each policy gives them deadlines.
+
+    first_contact: an agent reaches the customer; resolution: the complaint is decided;
+    regulator_response: a regulator referral is answered; plan_decision: a proposed plan is
+    decided; first_response: the first answer to the customer (e.g. CFPB 15 days);
+    next_response: the periodic update while a case is open; summary_resolution: resolved
+    within a short window that allows a summary answer (e.g. FCA 3 business days);
+    final_response: the final answer (e.g. FCA 8 weeks, CFPB 60 days).
+    """
 
     FIRST_CONTACT = "first_contact"
     RESOLUTION = "resolution"
     REGULATOR_RESPONSE = "regulator_response"
     PLAN_DECISION = "plan_decision"
+    FIRST_RESPONSE = "first_response"
+    NEXT_RESPONSE = "next_response"
+    SUMMARY_RESOLUTION = "summary_resolution"
+    FINAL_RESPONSE = "final_response"
 
 
 class ContactChannel(StrEnum):
