@@ -137,6 +137,22 @@ class Settings(BaseSettings):
         "(relative: from the working directory, else the project root).",
     )
 
+    # ---- sla ----
+    sla_policies_path: Path = Field(
+        default=Path("deploy/config/sla-policies.yaml"),
+        description="SLA policies, their clocks and business calendars (relative: from the working directory, "
+        "else the project root).",
+    )
+    sla_poll_interval_seconds: PositiveFloat = Field(
+        default=0.25, description="Longest the SLA poller waits between looks for due warnings, breaches, escalations."
+    )
+    sla_poll_batch: PositiveInt = Field(default=500, description="Most due SLA clocks fired in one transaction.")
+    sla_alertmanager_url: str | None = Field(
+        default=None,
+        description="Alertmanager base URL, e.g. http://alertmanager:9093: SLA warnings, breaches and escalations "
+        "are posted to its /api/v2/alerts. Unset: no webhook.",
+    )
+
     # ---- observability ----
     log_level: str = "INFO"
     log_format: LogFormat = LogFormat.JSON
