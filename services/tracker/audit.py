@@ -1,0 +1,226 @@
+"""The tamper-evident audit trail: each case's rows form a SHA-256 chain (pure; no I/O).
+
+A row's hash covers its canonical content and the previous row's hash:
+
+    row_hash = sha256(prev_hash || canonical_json({case_id, seq, event_id, event_type, occurred_at, payload}))
+
+The first row of a case chains to 32 zero bytes. Changing, removing or reordering any row breaks
+every hash after it; ``verify_chain`` says which row is the first that does not fit.
+
+Canonical JSON: keys sorted, no spaces, UTF-8, numbers written as their shortest exact decimal
+(PostgreSQL's jsonb keeps numbers as decimals and may print them differently from Python, so
+1e+20, 100000000000000000000 and 1.0 / 1 hash alike), times as UTC ISO 8601 with microseconds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+GENESIS = bytes(32)
+
+
+def _number(value: int | float | Decimal) -> str:
+    exact = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
+    if exact == 0:
+        return "0"
+    return format(exact.normalize(), "f")
+
+
+def _write(value: Any, out: list[str]) -> None:
+    if value is None:
+        out.append("null")
+    elif isinstance(value, bool):
+        out.append("true" if value else "false")
+    elif isinstance(value, int | float | Decimal):
+        out.append(_number(value))
+    elif isinstance(value, str):
+        out.append(json.dumps(value, ensure_ascii=False))
+    elif isinstance(value, dict):
+        out.append("{")
+        for index, key in enumerate(sorted(value)):
+            if index:
+                out.append(",")
+            out.append(json.dumps(str(key), ensure_ascii=False))
+            out.append(":")
+            _write(value[key], out)
+        out.append("}")
+    elif isinstance(value, list | tuple):
+        out.append("[")
+        for index, item in enumerate(value):
+            if index:
+                out.append(",")
+            _write(item, out)
+        out.append("]")
+    else:
+        raise TypeError(f"not a JSON value: {type(value).__name__}")
+
+
+def canonical_json(value: Any) -> bytes:
+    out: list[str] = []
+    _write(value, out)
+    return "".join(out).encode()
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One row of ``case_events`` as the chain sees it."""
+
+    case_id: uuid.UUID
+    seq: int
+    event_id: uuid.UUID
+    event_type: str
+    occurred_at: datetime
+    payload: Any
+    prev_hash: bytes
+    row_hash: bytes
+
+    def content(self) -> bytes:
+        return row_content(self.case_id, self.seq, self.event_id, self.event_type, self.occurred_at, self.payload)
+
+
+def row_content(
+    case_id: uuid.UUID, seq: int, event_id: uuid.UUID, event_type: str, occurred_at: datetime, payload: Any
+) -> bytes:
+    return canonical_json(
+        {
+            "case_id": str(case_id),
+            "seq": seq,
+            "event_id": str(event_id),
+            "event_type": event_type,
+            "occurred_at": utc_text(occurred_at),
+            "payload": payload,
+        }
+    )
+
+
+def chain_hash(prev_hash: bytes, content: bytes) -> bytes:
+    return hashlib.sha256(prev_hash + content).digest()
+
+
+def append(
+    case_id: uuid.UUID,
+    head_seq: int,
+    head_hash: bytes | None,
+    event_id: uuid.UUID,
+    event_type: str,
+    occurred_at: datetime,
+    payload: Any,
+) -> AuditRow:
+    """The next row of a case whose chain ends at (head_seq, head_hash)."""
+    prev = head_hash if head_hash is not None else GENESIS
+    seq = head_seq + 1
+    row_hash = chain_hash(prev, row_content(case_id, seq, event_id, event_type, occurred_at, payload))
+    return AuditRow(case_id, seq, event_id, event_type, occurred_at, payload, prev, row_hash)
+
+
+@dataclass(frozen=True)
+class StoredRow:
+    """A ``case_events`` row as read back for verification (hash columns may be empty on old rows)."""
+
+    id: int
+    event_id: uuid.UUID
+    event_type: str
+    occurred_at: datetime
+    payload: Any
+    seq: int | None
+    prev_hash: bytes | None
+    row_hash: bytes | None
+
+
+@dataclass(frozen=True)
+class Break:
+    row_id: int | None
+    seq: int | None
+    event_type: str | None
+    event_id: uuid.UUID | None
+    problem: str
+
+    def describe(self) -> str:
+        if self.row_id is None:
+            return self.problem
+        return f"row id {self.row_id} (seq {self.seq}, {self.event_type}, event {self.event_id}): {self.problem}"
+
+
+@dataclass(frozen=True)
+class Verification:
+    case_id: uuid.UUID
+    rows: int
+    chained_rows: int
+    unchained_before_chain: int
+    first_break: Break | None
+
+    @property
+    def intact(self) -> bool:
+        return self.first_break is None
+
+
+def verify_chain(case_id: uuid.UUID, rows: Sequence[StoredRow], head_seq: int, head_hash: bytes | None) -> Verification:
+    """Check a case's rows, in insertion order (``id``), against the chain and the head kept on the case.
+
+    Rows written before the chain existed (no seq, no hash) are allowed only before the first
+    chained row. The head on the case row catches rows removed from the end.
+    """
+    prev = GENESIS
+    expected_seq = 1
+    legacy = 0
+    chained = 0
+    for row in rows:
+        if row.seq is None and row.row_hash is None and row.prev_hash is None:
+            if chained:
+                return Verification(
+                    case_id, len(rows), chained, legacy, _break(row, "has no hash although earlier rows are chained")
+                )
+            legacy += 1
+            continue
+        if row.seq is None or row.row_hash is None or row.prev_hash is None:
+            return Verification(case_id, len(rows), chained, legacy, _break(row, "hash columns partly empty"))
+        if row.seq != expected_seq:
+            problem = (
+                f"sequence jumps from {expected_seq - 1} to {row.seq}: rows are missing before it"
+                if row.seq > expected_seq
+                else f"sequence {row.seq} repeats or goes back (expected {expected_seq})"
+            )
+            return Verification(case_id, len(rows), chained, legacy, _break(row, problem))
+        if row.prev_hash != prev:
+            return Verification(
+                case_id,
+                len(rows),
+                chained,
+                legacy,
+                _break(row, "its previous-row hash does not match the row before it (a row was changed or removed)"),
+            )
+        content = row_content(case_id, row.seq, row.event_id, row.event_type, row.occurred_at, row.payload)
+        if chain_hash(row.prev_hash, content) != row.row_hash:
+            return Verification(
+                case_id,
+                len(rows),
+                chained,
+                legacy,
+                _break(row, "content does not match its hash (the row was changed)"),
+            )
+        prev = row.row_hash
+        expected_seq += 1
+        chained += 1
+    if chained != head_seq or (chained and prev != head_hash):
+        problem = (
+            f"the case's chain head says {head_seq} rows, the table holds {chained} chained rows"
+            if chained != head_seq
+            else "the last row's hash differs from the head kept on the case"
+        )
+        return Verification(case_id, len(rows), chained, legacy, Break(None, None, None, None, problem))
+    return Verification(case_id, len(rows), chained, legacy, None)
+
+
+def _break(row: StoredRow, problem: str) -> Break:
+    return Break(row.id, row.seq, row.event_type, row.event_id, problem)
