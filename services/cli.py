@@ -30,6 +30,7 @@ from services.runtime.logs import configure_logging
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections
 from services.simulator.app import SimulatorStats, simulate
+from services.tracker.cli import register as register_tracker_commands
 
 if TYPE_CHECKING:
     from services.triage.logic import Triage
@@ -461,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=command_schemas_validate)
     listing = schema_commands.add_parser("list", help="every event type, its topics and what it means")
     listing.set_defaults(handler=command_schemas_list)
+    register_tracker_commands(commands)
     return parser
 
 
