@@ -1,0 +1,771 @@
+"""Pure SLA rules: what a consumed event does to a case's clocks, and which alerts fall due when.
+
+Nothing here reads the clock. Consumed events bring their own time; the poller passes ``now``.
+Every deadline and every alert time comes from event times and the policy's calendar, so the
+same events give the same clocks and the same alerts (same ids, same dedup keys) in any replay:
+
+- before an event changes a clock, the warnings, breach and escalations already due at the
+  event's time are fired first (a case resolved late shows its breach, then its met, whether the
+  poller saw the breach in time or not);
+- an alert's time is the instant it describes (the warning threshold, the deadline), not when
+  a worker noticed it; its id is a UUID5 of its dedup key.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from schemas.envelope import CloudEvent
+from schemas.sla import (
+    ClockCancelled,
+    ClockCancelledEvent,
+    ClockExtended,
+    ClockExtendedEvent,
+    ClockMet,
+    ClockMetEvent,
+    ClockPaused,
+    ClockPausedEvent,
+    ClockPauseRefused,
+    ClockPauseRefusedEvent,
+    ClockResumed,
+    ClockResumedEvent,
+    ClockStarted,
+    ClockStartedEvent,
+    Severity,
+    SlaBreached,
+    SlaBreachedEvent,
+    SlaEscalated,
+    SlaEscalatedEvent,
+    SlaWarning,
+    SlaWarningEvent,
+)
+from schemas.values import ClockName, Priority, Queue
+from services.sla.calendar import BusinessCalendar, Pause, Span
+from services.sla.policies import CaseProfile, ClockConfig, PolicyBook, PolicyVersion
+
+SOURCE = "/parley/sla"
+ALERT_ID_NAMESPACE = uuid.UUID("5b0e8c1d-2f4a-4e7b-9c3d-8a1f6e2b7d40")
+
+OPENED = "tracking.opened"
+TRIAGED = "tracking.triaged"
+ROUTED = "tracking.routed"
+PAUSE = "agent.clock_paused"
+RESUME = "agent.clock_resumed"
+EXTEND = "sla.extend"
+"""An extension request (no agent action carries one yet: see ``on_event``)."""
+
+Alert = CloudEvent[Any]
+
+
+class ClockStatus(StrEnum):
+    RUNNING = "running"
+    PAUSED = "paused"
+    MET = "met"
+    CANCELLED = "cancelled"
+
+    @property
+    def active(self) -> bool:
+        return self in (ClockStatus.RUNNING, ClockStatus.PAUSED)
+
+
+class MarkKind(StrEnum):
+    WARNING = "warning"
+    BREACHED = "breached"
+    ESCALATED = "escalated"
+
+
+@dataclass(frozen=True)
+class CaseFacts:
+    """What the SLA engine knows of a case, from case.tracking."""
+
+    case_id: uuid.UUID
+    opened_at: datetime | None = None
+    channel: str | None = None
+    jurisdiction: str | None = None
+    category: str | None = None
+    priority: str | None = None
+    queue: str | None = None
+    regulator_deadline: datetime | None = None
+
+    @property
+    def selectable(self) -> bool:
+        """Policies select on priority (and category), which triage gives: clocks wait for it."""
+        return self.priority is not None
+
+    def profile(self) -> CaseProfile:
+        return CaseProfile(self.jurisdiction, self.channel, self.category, self.priority, self.queue)
+
+
+@dataclass(frozen=True)
+class PauseRecord:
+    start: datetime
+    end: datetime | None
+    reason: str
+    condition: str
+
+    def as_pause(self) -> Pause:
+        return Pause(self.start, self.end)
+
+
+@dataclass(frozen=True)
+class ClockState:
+    """One run (cycle) of one clock of one case."""
+
+    case_id: uuid.UUID
+    clock: ClockName
+    cycle: int
+    policy_id: str
+    policy_version: int
+    calendar: str
+    status: ClockStatus
+    started_at: datetime
+    deadline: datetime
+    """The deadline as last computed (while paused: as it stood when the pause began)."""
+    priority: str
+    queue: str | None = None
+    extensions: int = 0
+    regulator_deadline: datetime | None = None
+    pauses: tuple[PauseRecord, ...] = ()
+    fired: frozenset[str] = frozenset()
+    next_due_at: datetime | None = None
+    stopped_at: datetime | None = None
+
+    @property
+    def key(self) -> tuple[uuid.UUID, ClockName, int]:
+        return self.case_id, self.clock, self.cycle
+
+    def dedup_key(self, suffix: str) -> str:
+        return f"{self.case_id}/{self.clock.value}/{self.cycle}/{suffix}"
+
+    @property
+    def open_pause(self) -> PauseRecord | None:
+        return self.pauses[-1] if self.pauses and self.pauses[-1].end is None else None
+
+
+@dataclass(frozen=True)
+class SlaEvent:
+    """A consumed event as the SLA engine sees it (built by the app from case.tracking or agent.actions)."""
+
+    event_id: uuid.UUID
+    trigger: str
+    """``tracking.<step>`` or ``agent.<action>`` (the CloudEvents type without prefix and version)."""
+    case_id: uuid.UUID
+    at: datetime
+    opened_at: datetime | None = None
+    channel: str | None = None
+    jurisdiction: str | None = None
+    category: str | None = None
+    priority: str | None = None
+    queue: str | None = None
+    regulator_deadline: datetime | None = None
+    clock: ClockName | None = None
+    reason: str | None = None
+    agent_id: str | None = None
+    approved_by: str | None = None
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """A clock change or a refused request, for the SLA's own audit table."""
+
+    case_id: uuid.UUID
+    clock: ClockName
+    cycle: int | None
+    action: str
+    at: datetime
+    event_id: uuid.UUID | None
+    reason: str | None = None
+
+
+@dataclass
+class Outcome:
+    facts: CaseFacts
+    clocks: dict[tuple[uuid.UUID, ClockName, int], ClockState] = field(default_factory=dict)
+    """Clocks created or changed, by key."""
+    alerts: list[Alert] = field(default_factory=list)
+    journal: list[JournalEntry] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Mark:
+    """A moment on a clock's timeline when an alert is due."""
+
+    key: str
+    at: datetime
+    kind: MarkKind
+    level: int
+
+
+# ---- the timeline of one clock ----
+
+
+def _version(book: PolicyBook, clock: ClockState) -> PolicyVersion:
+    return book.version(clock.policy_id, clock.policy_version)
+
+
+def clock_config(book: PolicyBook, clock: ClockState) -> ClockConfig:
+    config = _version(book, clock).policy.clock(clock.clock)
+    if config is None:
+        raise KeyError(f"policy {clock.policy_id} v{clock.policy_version} has no {clock.clock.value} clock")
+    return config
+
+
+def calendar_of(book: PolicyBook, clock: ClockState) -> BusinessCalendar:
+    return book.calendar(clock.calendar, _version(book, clock))
+
+
+def span_of(config: ClockConfig, extensions: int) -> Span:
+    spans = config.spans()
+    return spans[min(extensions, len(spans) - 1)]
+
+
+def on_regulator_deadline(config: ClockConfig, clock: ClockState) -> bool:
+    return config.use_regulator_deadline and clock.regulator_deadline is not None
+
+
+def compute_deadline(book: PolicyBook, clock: ClockState) -> datetime | None:
+    """The clock's deadline from its start, span, pauses and extensions; None while an open pause matters."""
+    config = clock_config(book, clock)
+    if on_regulator_deadline(config, clock):
+        assert clock.regulator_deadline is not None
+        return clock.regulator_deadline
+    calendar = calendar_of(book, clock)
+    return calendar.deadline(clock.started_at, span_of(config, clock.extensions), [p.as_pause() for p in clock.pauses])
+
+
+def marks(book: PolicyBook, clock: ClockState) -> list[Mark]:
+    """Warnings, breach and escalations of the clock as it stands, in time order."""
+    config = clock_config(book, clock)
+    calendar = calendar_of(book, clock)
+    deadline = clock.deadline
+    counting = span_of(config, clock.extensions).counting
+    pauses = [p.as_pause() for p in clock.pauses]
+    allowed = calendar.active_time(counting, clock.started_at, deadline, pauses)
+
+    def before_deadline(percent: float | None, before: timedelta | None) -> datetime:
+        if before is not None:
+            return max(deadline - before, clock.started_at)
+        assert percent is not None
+        return calendar.advance(counting, clock.started_at, allowed * (percent / 100), pauses)
+
+    found = [
+        Mark(f"warning/{level}/x{clock.extensions}", before_deadline(w.percent, w.before), MarkKind.WARNING, level)
+        for level, w in enumerate(config.warnings, start=1)
+    ]
+    found.append(Mark("breached", deadline, MarkKind.BREACHED, 0))
+    for escalation in config.escalations:
+        at = (
+            deadline + escalation.after
+            if escalation.after is not None
+            else before_deadline(escalation.percent, escalation.before)
+        )
+        found.append(Mark(f"escalated/{escalation.level}", at, MarkKind.ESCALATED, escalation.level))
+    order = {MarkKind.WARNING: 0, MarkKind.BREACHED: 1, MarkKind.ESCALATED: 2}
+    return sorted(found, key=lambda m: (m.at, order[m.kind], m.level))
+
+
+def _next_due(book: PolicyBook, clock: ClockState) -> datetime | None:
+    if clock.status is not ClockStatus.RUNNING:
+        return None
+    pending = [m.at for m in marks(book, clock) if m.key not in clock.fired]
+    return min(pending, default=None)
+
+
+def _settle(book: PolicyBook, clock: ClockState) -> ClockState:
+    """Recompute the deadline (unless an open pause leaves it unknown) and the next due mark."""
+    deadline = compute_deadline(book, clock)
+    if deadline is not None:
+        clock = replace(clock, deadline=deadline)
+    return replace(clock, next_due_at=_next_due(book, clock))
+
+
+def fire_due(book: PolicyBook, clock: ClockState, now: datetime) -> tuple[ClockState, list[Alert]]:
+    """Alerts due on a running clock at ``now`` that have not fired yet, in time order; the clock updated."""
+    if clock.status is not ClockStatus.RUNNING:
+        return replace(clock, next_due_at=None), []
+    alerts: list[Alert] = []
+    fired = set(clock.fired)
+    for mark in marks(book, clock):
+        if mark.at > now or mark.key in fired:
+            continue
+        fired.add(mark.key)
+        alerts.append(_mark_alert(book, clock, mark))
+    clock = replace(clock, fired=frozenset(fired))
+    return replace(clock, next_due_at=_next_due(book, clock)), alerts
+
+
+# ---- alerts ----
+
+
+def _seconds(delta: timedelta) -> int:
+    return max(int(delta.total_seconds()), 0)
+
+
+def _alert_id(dedup_key: str) -> uuid.UUID:
+    return uuid.uuid5(ALERT_ID_NAMESPACE, dedup_key)
+
+
+def _common(clock: ClockState, suffix: str, at: datetime) -> dict[str, Any]:
+    return {
+        "case_id": clock.case_id,
+        "clock": clock.clock,
+        "policy_id": clock.policy_id,
+        "policy_version": clock.policy_version,
+        "cycle": clock.cycle,
+        "deadline": clock.deadline,
+        "dedup_key": clock.dedup_key(suffix),
+        "remaining_seconds": _seconds(clock.deadline - at),
+        "overdue_seconds": _seconds(at - clock.deadline),
+    }
+
+
+def _envelope(event_class: Callable[..., Alert], clock: ClockState, at: datetime, data: Any) -> Alert:
+    return event_class(id=_alert_id(data.dedup_key), source=SOURCE, time=at, subject=str(clock.case_id), data=data)
+
+
+def _mark_alert(book: PolicyBook, clock: ClockState, mark: Mark) -> Alert:
+    common = _common(clock, mark.key, mark.at)
+    priority = Priority(clock.priority)
+    queue = Queue(clock.queue) if clock.queue else None
+    if mark.kind is MarkKind.WARNING:
+        config = clock_config(book, clock)
+        fraction = calendar_of(book, clock).elapsed_fraction(
+            span_of(config, clock.extensions).counting,
+            clock.started_at,
+            clock.deadline,
+            mark.at,
+            [p.as_pause() for p in clock.pauses],
+        )
+        data: Any = SlaWarning(
+            **common, elapsed_fraction=round(fraction, 4), level=mark.level, priority=priority, queue=queue
+        )
+        return _envelope(SlaWarningEvent, clock, mark.at, data)
+    if mark.kind is MarkKind.BREACHED:
+        return _envelope(SlaBreachedEvent, clock, mark.at, SlaBreached(**common, priority=priority, queue=queue))
+    escalation = next(e for e in clock_config(book, clock).escalations if e.level == mark.level)
+    if mark.at >= clock.deadline:
+        why = f"{clock.clock.value} deadline passed {_human(mark.at - clock.deadline)} ago"
+    else:
+        why = f"{clock.clock.value} deadline in {_human(clock.deadline - mark.at)}"
+    data = SlaEscalated(
+        **common,
+        level=mark.level,
+        escalated_to=escalation.to,
+        recipients=list(escalation.recipients) or None,
+        reason=f"{why}; escalated to {escalation.to} (policy {clock.policy_id} v{clock.policy_version})",
+    )
+    return _envelope(SlaEscalatedEvent, clock, mark.at, data)
+
+
+def _human(delta: timedelta) -> str:
+    seconds = _seconds(delta)
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes, _ = divmod(seconds, 60)
+    hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    parts = [f"{days}d" if days else "", f"{hours}h" if hours else "", f"{minutes}m" if minutes else ""]
+    return "".join(parts)
+
+
+def started_alert(book: PolicyBook, clock: ClockState, at: datetime) -> Alert:
+    data = ClockStarted(**_common(clock, "started", at), started_at=clock.started_at, calendar=clock.calendar)
+    return _envelope(ClockStartedEvent, clock, at, data)
+
+
+# ---- consumed events ----
+
+
+def _facts_after(facts: CaseFacts, event: SlaEvent) -> CaseFacts:
+    changes: dict[str, Any] = {}
+    if event.trigger == OPENED:
+        changes.update(
+            opened_at=event.opened_at or event.at,
+            channel=event.channel,
+            jurisdiction=event.jurisdiction,
+            regulator_deadline=event.regulator_deadline,
+        )
+    for name in ("category", "priority", "queue"):
+        value = getattr(event, name)
+        if value is not None and event.trigger in (TRIAGED, ROUTED):
+            changes[name] = value
+    return replace(facts, **changes) if changes else facts
+
+
+def on_event(facts: CaseFacts | None, clocks: Sequence[ClockState], event: SlaEvent, book: PolicyBook) -> Outcome:
+    """What one consumed event does to a case's clocks, in order:
+
+    1. alerts already due at the event's time fire;
+    2. the case's facts are updated (opened, triaged, routed);
+    3. a pause, resume or extension request for a named clock is applied or refused;
+    4. clocks whose policy stops, cancels or restarts on the event do so;
+    5. clocks that start on it start (and, when the case has just become selectable, the clocks
+       that start when a case opens start, counted from its opening).
+    """
+    known = facts or CaseFacts(event.case_id)
+    outcome = Outcome(known)
+    current: dict[tuple[uuid.UUID, ClockName, int], ClockState] = {c.key: c for c in clocks}
+
+    def put(clock: ClockState) -> None:
+        current[clock.key] = clock
+        outcome.clocks[clock.key] = clock
+
+    for clock in list(current.values()):
+        if clock.status is ClockStatus.RUNNING and clock.next_due_at is not None and clock.next_due_at <= event.at:
+            fired, alerts = fire_due(book, clock, event.at)
+            put(fired)
+            outcome.alerts.extend(alerts)
+
+    updated = _facts_after(known, event)
+    became_selectable = updated.selectable and not known.selectable
+    if became_selectable and updated.opened_at is None:
+        updated = replace(updated, opened_at=event.at)  # no tracking.opened seen: count from now on
+    outcome.facts = updated
+    if (updated.priority, updated.queue) != (known.priority, known.queue):
+        for clock in [c for c in current.values() if c.status.active]:
+            _follow_case(book, clock, updated, event, outcome, put)
+
+    if event.trigger == PAUSE:
+        _pause(book, current, event, outcome, put)
+    elif event.trigger == RESUME:
+        _resume(book, current, event, outcome, put)
+    elif event.trigger == EXTEND:
+        _extend(book, current, event, outcome, put)
+
+    _stop_and_restart(book, current, updated, event, outcome, put)
+
+    if updated.selectable:
+        if became_selectable and event.trigger != OPENED and updated.opened_at is not None:
+            _start(book, current, updated, OPENED, updated.opened_at, event, outcome, put)
+        _start(book, current, updated, event.trigger, event.at, event, outcome, put)
+
+    for key in list(outcome.clocks):
+        clock = current[key]
+        if clock.status is ClockStatus.RUNNING:
+            fired, alerts = fire_due(book, clock, event.at)
+            put(fired)
+            outcome.alerts.extend(alerts)
+    return outcome
+
+
+def _active(current: Clocks, name: ClockName) -> ClockState | None:
+    runs = [c for c in current.values() if c.clock is name and c.status.active]
+    return max(runs, key=lambda c: c.cycle, default=None)
+
+
+def _next_cycle(current: Clocks, name: ClockName) -> int:
+    return max((c.cycle + 1 for c in current.values() if c.clock is name), default=0)
+
+
+Put = Callable[[ClockState], None]
+Clocks = dict[tuple[uuid.UUID, ClockName, int], ClockState]
+
+
+def _follow_case(
+    book: PolicyBook, clock: ClockState, facts: CaseFacts, event: SlaEvent, outcome: Outcome, put: Put
+) -> None:
+    """Alerts show the case's priority and queue as they are now; a team calendar applies once the case reaches it."""
+    moved = replace(clock, priority=facts.priority or clock.priority, queue=facts.queue)
+    calendar = clock_config(book, clock).calendar_for(facts.queue)
+    if calendar != clock.calendar:
+        moved = _settle(book, replace(moved, calendar=calendar))
+        outcome.journal.append(
+            JournalEntry(
+                clock.case_id,
+                clock.clock,
+                clock.cycle,
+                "calendar_changed",
+                event.at,
+                event.event_id,
+                f"{clock.calendar} -> {calendar} (queue {facts.queue})",
+            )
+        )
+    put(moved)
+
+
+def _pause(book: PolicyBook, current: Clocks, event: SlaEvent, outcome: Outcome, put: Put) -> None:
+    assert event.clock is not None
+    clock = _active(current, event.clock)
+    reason = event.reason or ""
+    if clock is None or clock.status is ClockStatus.PAUSED:
+        why = "no running clock of that name" if clock is None else "already paused"
+        outcome.journal.append(
+            JournalEntry(
+                event.case_id,
+                event.clock,
+                clock.cycle if clock else None,
+                "pause_ignored",
+                event.at,
+                event.event_id,
+                f"{why}: {reason}"[:1000],
+            )
+        )
+        return
+    config = clock_config(book, clock)
+    condition = book.pause_condition(reason)
+    refusal = None
+    if not config.pause_conditions:
+        refusal = f"the {clock.clock.value} clock of policy {clock.policy_id} cannot be paused"
+    elif on_regulator_deadline(config, clock):
+        refusal = "the clock runs on the regulator's own deadline, which no pause moves"
+    elif condition is None or condition not in config.pause_conditions:
+        allowed = ", ".join(config.pause_conditions)
+        refusal = f"the reason names none of the allowed pause conditions ({allowed})"
+    if refusal is not None:
+        refused = ClockPauseRefused(
+            **_common(clock, f"pause_refused/{event.event_id}", event.at),
+            reason=reason if len(reason) >= 3 else "(no reason given)",
+            refusal=refusal,
+            agent_id=event.agent_id,
+            severity=Severity.WARNING,
+        )
+        outcome.alerts.append(_envelope(ClockPauseRefusedEvent, clock, event.at, refused))
+        outcome.journal.append(
+            JournalEntry(clock.case_id, clock.clock, clock.cycle, "pause_refused", event.at, event.event_id, refusal)
+        )
+        return
+    assert condition is not None
+    paused = replace(
+        clock,
+        status=ClockStatus.PAUSED,
+        pauses=(*clock.pauses, PauseRecord(event.at, None, reason, condition)),
+        next_due_at=None,
+    )
+    number = len(paused.pauses)
+    data = ClockPaused(**_common(paused, f"paused/{number}", event.at), reason=reason)
+    outcome.alerts.append(_envelope(ClockPausedEvent, paused, event.at, data))
+    outcome.journal.append(
+        JournalEntry(
+            clock.case_id, clock.clock, clock.cycle, "paused", event.at, event.event_id, f"{condition}: {reason}"[:1000]
+        )
+    )
+    put(paused)
+
+
+def _close_pause(clock: ClockState, at: datetime) -> ClockState:
+    pause = clock.open_pause
+    if pause is None:
+        return clock
+    return replace(clock, pauses=(*clock.pauses[:-1], replace(pause, end=max(at, pause.start))))
+
+
+def _resume(book: PolicyBook, current: Clocks, event: SlaEvent, outcome: Outcome, put: Put) -> None:
+    assert event.clock is not None
+    clock = _active(current, event.clock)
+    if clock is None or clock.status is not ClockStatus.PAUSED:
+        outcome.journal.append(
+            JournalEntry(
+                event.case_id,
+                event.clock,
+                clock.cycle if clock else None,
+                "resume_ignored",
+                event.at,
+                event.event_id,
+                f"no paused clock of that name: {event.reason or ''}"[:1000],
+            )
+        )
+        return
+    pause = clock.open_pause
+    assert pause is not None
+    resumed = _settle(book, replace(_close_pause(clock, event.at), status=ClockStatus.RUNNING))
+    number = len(resumed.pauses)
+    data = ClockResumed(
+        **_common(resumed, f"resumed/{number}", event.at),
+        reason=event.reason or "resumed",
+        paused_seconds=_seconds(event.at - pause.start),
+    )
+    outcome.alerts.append(_envelope(ClockResumedEvent, resumed, event.at, data))
+    outcome.journal.append(
+        JournalEntry(clock.case_id, clock.clock, clock.cycle, "resumed", event.at, event.event_id, event.reason)
+    )
+    put(resumed)
+
+
+def _extend(book: PolicyBook, current: Clocks, event: SlaEvent, outcome: Outcome, put: Put) -> None:
+    assert event.clock is not None
+    clock = _active(current, event.clock)
+    refusal = None
+    if clock is None:
+        refusal = "no running clock of that name"
+    else:
+        config = clock_config(book, clock)
+        if on_regulator_deadline(config, clock):
+            refusal = "the clock runs on the regulator's own deadline"
+        elif clock.extensions >= len(config.extensions):
+            refusal = f"the policy allows {len(config.extensions)} extension(s), all used"
+        elif config.extensions[clock.extensions].approval_required and not event.approved_by:
+            refusal = "this extension needs an approver"
+        elif clock.status is ClockStatus.RUNNING and event.at >= clock.deadline:
+            refusal = "the deadline has passed: a breached clock is not extended"
+    if refusal is not None or clock is None:
+        outcome.journal.append(
+            JournalEntry(
+                event.case_id,
+                event.clock,
+                clock.cycle if clock else None,
+                "extension_refused",
+                event.at,
+                event.event_id,
+                refusal,
+            )
+        )
+        return
+    extended = _settle(book, replace(clock, extensions=clock.extensions + 1))
+    data = ClockExtended(
+        **_common(extended, f"extended/{extended.extensions}", event.at),
+        previous_deadline=clock.deadline,
+        extension=extended.extensions,
+        approved_by=event.approved_by,
+        reason=event.reason if event.reason and len(event.reason) >= 3 else "extension granted",
+    )
+    outcome.alerts.append(_envelope(ClockExtendedEvent, extended, event.at, data))
+    outcome.journal.append(
+        JournalEntry(clock.case_id, clock.clock, clock.cycle, "extended", event.at, event.event_id, event.reason)
+    )
+    put(extended)
+
+
+def _finish(
+    book: PolicyBook, clock: ClockState, status: ClockStatus, event: SlaEvent, outcome: Outcome, put: Put
+) -> ClockState:
+    closed = _close_pause(clock, event.at)
+    deadline = compute_deadline(book, closed) or closed.deadline
+    finished = replace(closed, status=status, deadline=deadline, stopped_at=event.at, next_due_at=None)
+    if status is ClockStatus.MET:
+        data: Any = ClockMet(
+            **_common(finished, "met", event.at),
+            met_at=event.at,
+            seconds_to_spare=_seconds(finished.deadline - event.at),
+        )
+        outcome.alerts.append(_envelope(ClockMetEvent, finished, event.at, data))
+    else:
+        data = ClockCancelled(**_common(finished, "cancelled", event.at), reason=f"case event {event.trigger}")
+        outcome.alerts.append(_envelope(ClockCancelledEvent, finished, event.at, data))
+    outcome.journal.append(
+        JournalEntry(clock.case_id, clock.clock, clock.cycle, status.value, event.at, event.event_id, event.trigger)
+    )
+    put(finished)
+    return finished
+
+
+def _stop_and_restart(
+    book: PolicyBook, current: Clocks, facts: CaseFacts, event: SlaEvent, outcome: Outcome, put: Put
+) -> None:
+    for clock in [c for c in current.values() if c.status.active]:
+        config = clock_config(book, clock)
+        if event.trigger in config.cancels_on:
+            _finish(book, clock, ClockStatus.CANCELLED, event, outcome, put)
+        elif event.trigger in config.stops_on:
+            _finish(book, clock, ClockStatus.MET, event, outcome, put)
+        elif event.trigger in config.restarts_on and event.at > clock.started_at:
+            _finish(book, clock, ClockStatus.MET, event, outcome, put)
+            # The next run: the same clock, chosen again for the case as it stands now.
+            _start(book, current, facts, event.trigger, event.at, event, outcome, put, only=clock.clock)
+
+
+def _start(
+    book: PolicyBook,
+    current: Clocks,
+    facts: CaseFacts,
+    trigger: str,
+    at: datetime,
+    event: SlaEvent,
+    outcome: Outcome,
+    put: Put,
+    only: ClockName | None = None,
+) -> None:
+    for name in [only] if only is not None else book.clock_names():
+        if _active(current, name) is not None:
+            continue
+        selection = book.select(name, facts.profile(), at)
+        if selection is None:
+            continue
+        config = selection.clock
+        if trigger not in config.starts_on and trigger not in config.restarts_on:
+            continue
+        started_at = facts.opened_at if config.anchor == "case_opened" and facts.opened_at is not None else at
+        policy = selection.version.policy
+        assert facts.priority is not None
+        clock = ClockState(
+            case_id=facts.case_id,
+            clock=name,
+            cycle=_next_cycle(current, name),
+            policy_id=policy.id,
+            policy_version=policy.version,
+            calendar=config.calendar_for(facts.queue),
+            status=ClockStatus.RUNNING,
+            started_at=started_at,
+            deadline=started_at,
+            priority=facts.priority,
+            queue=facts.queue,
+            regulator_deadline=facts.regulator_deadline if config.use_regulator_deadline else None,
+        )
+        clock = _settle(book, clock)
+        outcome.alerts.append(started_alert(book, clock, max(at, started_at)))
+        outcome.journal.append(
+            JournalEntry(
+                clock.case_id,
+                name,
+                clock.cycle,
+                "started",
+                at,
+                event.event_id,
+                f"{trigger}; policy {policy.id} v{policy.version}; calendar {clock.calendar}",
+            )
+        )
+        put(clock)
+
+
+# ---- questions people ask (the CLI) ----
+
+
+@dataclass(frozen=True)
+class Timeline:
+    deadline: datetime
+    marks: list[Mark]
+    span: Span
+    calendar: BusinessCalendar
+
+
+def timeline(
+    book: PolicyBook,
+    policy_id: str,
+    clock_name: ClockName,
+    start: datetime,
+    pauses: Sequence[tuple[datetime, datetime]] = (),
+    extensions: int = 0,
+    regulator_deadline: datetime | None = None,
+    queue: str | None = None,
+) -> Timeline:
+    """Deadline, warnings and escalations of one clock of a policy (the version in force at ``start``)."""
+    version = book.in_force(policy_id, start)
+    if version is None:
+        raise KeyError(f"no version of policy {policy_id!r} is in force at {start.isoformat()}")
+    config = version.policy.clock(clock_name)
+    if config is None:
+        names = ", ".join(c.name.value for c in version.policy.clocks)
+        raise KeyError(f"policy {policy_id} v{version.policy.version} has no {clock_name.value} clock (it has {names})")
+    if extensions > len(config.extensions):
+        raise ValueError(f"policy {policy_id} allows {len(config.extensions)} extension(s) of {clock_name.value}")
+    clock = ClockState(
+        case_id=uuid.UUID(int=0),
+        clock=clock_name,
+        cycle=0,
+        policy_id=policy_id,
+        policy_version=version.policy.version,
+        calendar=config.calendar_for(queue),
+        status=ClockStatus.RUNNING,
+        started_at=start,
+        deadline=start,
+        priority=Priority.P3.value,
+        extensions=extensions,
+        regulator_deadline=regulator_deadline if config.use_regulator_deadline else None,
+        pauses=tuple(PauseRecord(a, b, "given", "given") for a, b in pauses),
+    )
+    clock = _settle(book, clock)
+    return Timeline(clock.deadline, marks(book, clock), span_of(config, extensions), calendar_of(book, clock))
