@@ -80,9 +80,12 @@ def spawn_workers(settings: Settings, connections: Connections, per_processor: i
         for index in range(per_processor):
             name = f"{processor}-{index + 1}"
             log = (log_dir / f"{name}.log").open("ab")
+            # PARLEY_HTTP_PORT is a base port here: each worker takes the next, so none collide (0: each any free port).
+            offset = PROCESSORS.index(processor) * per_processor + index
+            port = {"PARLEY_HTTP_PORT": str(settings.http_port + offset)} if settings.http_port else {}
             process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
                 [sys.executable, "-m", f"services.{processor}"],
-                env=env,
+                env={**env, **port},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

@@ -11,13 +11,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import Counter
+from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
 
+from services.runtime import metrics
 from services.runtime.db import OUTBOX_CHANNEL, transaction
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class OutboxBacklog:
+    rows: int
+    oldest_age_seconds: float
 
 
 class OutboxRelay:
@@ -30,6 +39,7 @@ class OutboxRelay:
         batch_size: int,
         poll_interval_seconds: float,
         max_backoff_seconds: float,
+        topic_prefix: str = "",
     ) -> None:
         self._pool = pool
         self._producer = producer
@@ -38,6 +48,7 @@ class OutboxRelay:
         self._poll_interval = poll_interval_seconds
         self._max_backoff = max_backoff_seconds
         self._wakeup = asyncio.Event()
+        self._topic_prefix = topic_prefix
         self.published_total = 0
 
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: object) -> None:
@@ -56,6 +67,7 @@ class OutboxRelay:
                     backoff = self._poll_interval
                 except Exception as exc:
                     # Rows stay in the outbox; the next attempt publishes them again.
+                    metrics.RETRIES.labels(self._source, "outbox").inc()
                     log.warning(
                         "outbox publish failed; will retry",
                         extra={"source": self._source, "error": type(exc).__name__},
@@ -98,4 +110,16 @@ class OutboxRelay:
             await asyncio.gather(*deliveries)
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows])
         self.published_total += len(rows)
+        for topic, count in Counter(row["topic"] for row in rows).items():
+            metrics.EVENTS_OUT.labels(self._source, metrics.topic_label(topic, self._topic_prefix)).inc(count)
         return len(rows)
+
+    async def backlog(self) -> OutboxBacklog:
+        """Rows of this source still waiting, and how long the oldest has waited (by the database's clock)."""
+        row = await self._pool.fetchrow(
+            """SELECT count(*) AS rows, COALESCE(EXTRACT(EPOCH FROM now() - min(created_at)), 0) AS oldest
+               FROM outbox WHERE source = $1""",
+            self._source,
+        )
+        assert row is not None
+        return OutboxBacklog(rows=int(row["rows"]), oldest_age_seconds=max(float(row["oldest"]), 0.0))

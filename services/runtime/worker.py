@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -24,9 +25,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from schemas import topics
+from services.runtime import metrics
 from services.runtime.db import connect_pool
 from services.runtime.deadletter import InboundMessage, dead_letter_record
 from services.runtime.errors import PermanentError, RetryableError
+from services.runtime.health import HealthServer, Status
 from services.runtime.kafka import Record, client_options, ensure_topics, new_producer
 from services.runtime.outbox import OutboxRelay
 from services.runtime.settings import Settings
@@ -49,6 +52,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.exceptions.InsufficientResourcesError,
     asyncpg.exceptions.OperatorInterventionError,
 )
+
+# Readiness asks the database for ``SELECT 1`` and gives up after this long: a pool so busy or a
+# server so slow that it cannot answer in time is not ready either.
+READINESS_DATABASE_TIMEOUT_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +106,12 @@ def _faust_credentials(security: dict[str, Any]) -> Any:
 
 
 class ProcessorApp(faust.App):
-    """One processor: its faust app id is its consumer group; it owns a pool, a producer and a relay."""
+    """One processor: its faust app id is its consumer group; it owns a pool, a producer and a relay.
+
+    With ``PARLEY_HTTP_PORT`` set it also serves ``/healthz``, ``/readyz`` and ``/metrics``
+    (services.runtime.health); every record it takes, publishes, retries or dead-letters is counted
+    in services.runtime.metrics.
+    """
 
     def __init__(
         self,
@@ -127,6 +139,18 @@ class ProcessorApp(faust.App):
         self._relay_task: asyncio.Task[None] | None = None
         self.counters: Counter[str] = Counter()
         """processed, dead_lettered, retries, and what a processor adds (duplicates, …)."""
+        self._http: HealthServer | None = None
+        self._started_monotonic = time.monotonic()
+        self._producer_running = False
+        self._worker_started = False
+        self._assignment_received = False
+        self._batches_started: dict[int, float] = {}  # batches in the handler now, by id: when each came in
+        self.on_partitions_assigned.connect(self._note_assignment)
+
+    @property
+    def http_port(self) -> int | None:
+        """The port /healthz, /readyz and /metrics answer on, once started (None: not served)."""
+        return self._http.port if self._http is not None else None
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -135,6 +159,8 @@ class ProcessorApp(faust.App):
         return self._db_pool
 
     async def on_start(self) -> None:
+        # First, so that a startup probe sees the process alive while topics, migrations and the join take their time.
+        await self._start_http()
         await ensure_topics(self.settings, self.connections.bootstrap_servers, self._topics_to_create)
         self._db_pool = await connect_pool(
             self.connections.database_url,
@@ -143,7 +169,25 @@ class ProcessorApp(faust.App):
         )
         self._direct_producer = new_producer(self.settings, self.connections.bootstrap_servers)
         await self._direct_producer.start()
+        self._producer_running = True
         await super().on_start()
+
+    async def _start_http(self) -> None:
+        if self.settings.http_port is None:
+            return
+        self._http = HealthServer(
+            self.settings.http_host,
+            self.settings.http_port,
+            live=self.liveness,
+            ready=self.readiness,
+            before_scrape=self.refresh_metrics,
+        )
+        port = await self._http.start()
+        metrics.WORKERS.attach(self)
+        log.info(
+            "health and metrics served",
+            extra={"processor": self.processor, "host": self.settings.http_host, "port": port},
+        )
 
     async def on_started(self) -> None:
         await super().on_started()
@@ -156,20 +200,104 @@ class ProcessorApp(faust.App):
                 batch_size=self.settings.outbox_batch_size,
                 poll_interval_seconds=self.settings.outbox_poll_interval_seconds,
                 max_backoff_seconds=self.settings.retry_max_backoff_seconds,
+                topic_prefix=self.settings.kafka_topic_prefix,
             )
             self._relay_task = asyncio.ensure_future(self.relay.run())
+        self._worker_started = True
         log.info("worker ready", extra={"processor": self.processor})
 
     async def on_stop(self) -> None:
+        self._worker_started = False
         await super().on_stop()
         if self._relay_task is not None:
             self._relay_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._relay_task
         if self._direct_producer is not None:
+            self._producer_running = False
             await self._direct_producer.stop()
         if self._db_pool is not None:
             await self._db_pool.close()
+        metrics.WORKERS.detach(self)
+        if self._http is not None:
+            await self._http.stop()
+
+    # ---- health and metrics ----
+
+    async def _note_assignment(self, _sender: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
+        self._assignment_received = True
+
+    async def liveness(self) -> Status:
+        """Alive while the event loop answers and the worker has not crashed (a retrying worker is alive)."""
+        return Status(
+            ok=not self.crashed,
+            checks={"crashed": self.crashed, "uptime_seconds": round(time.monotonic() - self._started_monotonic, 1)},
+        )
+
+    async def readiness(self) -> Status:
+        """Ready: started, partition assignment held, database reachable, producer started.
+
+        A worker beyond the partition count holds an empty assignment and is ready: a hot standby
+        (``partitions`` says 0), which must not hold up a rolling update.
+        """
+        started = self._worker_started
+        assignment = self._assignment_received and not self.rebalancing
+        producer = self._producer_running
+        database = await self._database_reachable()
+        return Status(
+            ok=started and assignment and producer and database,
+            checks={
+                "started": started,
+                "assignment": assignment,
+                "partitions": len(self.partition_lags()) if started else 0,
+                "database": database,
+                "producer": producer,
+            },
+        )
+
+    async def _database_reachable(self) -> bool:
+        if self._db_pool is None:
+            return False
+        try:
+            async with asyncio.timeout(READINESS_DATABASE_TIMEOUT_SECONDS), self._db_pool.acquire() as conn:
+                await conn.fetchval("SELECT 1")
+        except Exception:
+            return False
+        return True
+
+    async def refresh_metrics(self) -> None:
+        """Before a scrape: readiness and the outbox backlog, which live in the database, not in counters."""
+        ready = await self.readiness()
+        metrics.WORKER_READY.labels(self.processor).set(1 if ready.ok else 0)
+        if self.relay is not None and ready.checks.get("database"):
+            backlog = await self.relay.backlog()
+            metrics.OUTBOX_BACKLOG.labels(self.processor).set(backlog.rows)
+            metrics.OUTBOX_OLDEST_AGE_SECONDS.labels(self.processor).set(backlog.oldest_age_seconds)
+
+    def oldest_batch_age_seconds(self) -> float:
+        """How long the oldest batch in the handler has been there; 0 when none is."""
+        return time.monotonic() - min(self._batches_started.values()) if self._batches_started else 0.0
+
+    def partition_lags(self) -> list[metrics.PartitionLag]:
+        """Per assigned partition: fetch high watermark minus committed offset (see metrics.partition_lag)."""
+        if not self._worker_started:
+            return []
+        consumer = self.consumer
+        try:
+            assigned = consumer.assignment()
+        except Exception:  # the consumer thread is between generations or stopping
+            return []
+        # faust keeps these per partition; read with .get, which never inserts into its defaultdicts.
+        committed_offsets = getattr(consumer, "_committed_offset", {})
+        read_offsets = getattr(consumer, "_read_offset", {})
+        return [
+            metrics.PartitionLag(
+                self._topic_label(tp.topic),
+                tp.partition,
+                metrics.partition_lag(_highwater(consumer, tp), committed_offsets.get(tp), read_offsets.get(tp)),
+            )
+            for tp in sorted(assigned)
+        ]
 
     async def consume(self, stream: Any, handler: Handler) -> None:
         """The body of every agent: records in batches, in order, through ``process``.
@@ -185,6 +313,21 @@ class ProcessorApp(faust.App):
         A batch that fails otherwise is split into single records, so that only the record at
         fault is dead-lettered and the rest go through.
         """
+        started = time.monotonic()
+        self._batches_started[id(messages)] = started
+        for topic, count in Counter(message.topic for message in messages).items():
+            metrics.EVENTS_IN.labels(self.processor, self._topic_label(topic)).inc(count)
+        try:
+            await self._process(messages, handler)
+        finally:
+            del self._batches_started[id(messages)]
+            metrics.PROCESSING_SECONDS.labels(self.processor).observe(time.monotonic() - started)
+            metrics.BATCH_RECORDS.labels(self.processor).observe(len(messages))
+
+    def _topic_label(self, topic: str) -> str:
+        return metrics.topic_label(topic, self.settings.kafka_topic_prefix)
+
+    async def _process(self, messages: list[InboundMessage], handler: Handler) -> None:
         backoff = self.settings.retry_initial_backoff_seconds
         while True:
             try:
@@ -193,6 +336,7 @@ class ProcessorApp(faust.App):
                 return
             except TRANSIENT_ERRORS as exc:
                 self.counters["retries"] += 1
+                metrics.RETRIES.labels(self.processor, "handle").inc()
                 first = messages[0]
                 log.warning(
                     "transient failure; retrying the same records",
@@ -211,7 +355,7 @@ class ProcessorApp(faust.App):
             except Exception as exc:
                 if len(messages) > 1:
                     for message in messages:
-                        await self.process([message], handler)
+                        await self._process([message], handler)
                     return
                 if isinstance(exc, PermanentError):
                     await self.dead_letter(messages[0], exc.reason, exc.detail)
@@ -245,6 +389,8 @@ class ProcessorApp(faust.App):
         )
         await self.publish_now(record)
         self.counters["dead_lettered"] += 1
+        metrics.EVENTS_FAILED.labels(self.processor, self._topic_label(message.topic)).inc()
+        metrics.DEAD_LETTERS.labels(self.processor, metrics.reason_label(reason)).inc()
         log.info(
             "record dead-lettered",
             extra={
@@ -268,11 +414,21 @@ class ProcessorApp(faust.App):
                 await self._direct_producer.send_and_wait(
                     record.topic, value=record.value, key=record.key, headers=record.headers
                 )
+                metrics.EVENTS_OUT.labels(self.processor, self._topic_label(record.topic)).inc()
                 return
             except KafkaError as exc:
+                metrics.RETRIES.labels(self.processor, "publish").inc()
                 log.warning("publish failed; retrying", extra={"topic": record.topic, "error": type(exc).__name__})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_seconds)
+
+
+def _highwater(consumer: Any, tp: Any) -> int | None:
+    try:
+        highwater = consumer.highwater(tp)
+    except Exception:  # revoked since assignment() answered (aiokafka asserts), or the consumer is stopping
+        return None
+    return int(highwater) if highwater is not None else None
 
 
 def _inbound(raw: Any) -> InboundMessage:
