@@ -509,10 +509,10 @@ def _pause(book: PolicyBook, current: Clocks, event: SlaEvent, outcome: Outcome,
     config = clock_config(book, clock)
     condition = book.pause_condition(reason)
     refusal = None
-    if not config.pause_conditions:
-        refusal = f"the {clock.clock.value} clock of policy {clock.policy_id} cannot be paused"
-    elif on_regulator_deadline(config, clock):
+    if on_regulator_deadline(config, clock):
         refusal = "the clock runs on the regulator's own deadline, which no pause moves"
+    elif not config.pause_conditions:
+        refusal = f"the {clock.clock.value} clock of policy {clock.policy_id} cannot be paused"
     elif condition is None or condition not in config.pause_conditions:
         allowed = ", ".join(config.pause_conditions)
         refusal = f"the reason names none of the allowed pause conditions ({allowed})"

@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PositiveInt,
+    TypeAdapter,
     ValidationError,
     model_validator,
 )
@@ -54,6 +55,7 @@ from services.sla.calendar import (
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
+_ISO_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 _DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
 
 
@@ -67,6 +69,8 @@ def parse_duration(value: object) -> timedelta:
         return value
     if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
         return timedelta(seconds=value)
+    if isinstance(value, str) and value.startswith("P") and not value.startswith("P-"):
+        return _ISO_DURATION.validate_python(value)  # ISO 8601, as a stored version serialises it
     if isinstance(value, str):
         match = _DURATION.fullmatch(value.strip())
         if match and any(match.groups()):
