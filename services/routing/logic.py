@@ -14,6 +14,7 @@ and backlog the batch touches), calls these functions in order, and persists ``s
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections import Counter
 from dataclasses import dataclass, field
@@ -976,3 +977,44 @@ def on_merge_undone(
             now,
         )
     ]
+
+
+# ---- masked views ----
+
+PLACEHOLDER = re.compile(r"\[([A-Z_]+)#([0-9a-f]{16})\]")
+
+
+def visible_tokens(event: CaseRoutedEvent) -> list[str]:
+    """Tokens in the text and details whose kind the queue may see (the only ones to reveal)."""
+    kinds = {kind.value.upper() for kind in event.data.visible_pii}
+    if not kinds:
+        return []
+    found = {
+        token
+        for text in (event.data.text, event.data.details.model_dump_json())
+        for kind, token in PLACEHOLDER.findall(text)
+        if kind in kinds
+    }
+    return sorted(found)
+
+
+def unmask(event: CaseRoutedEvent, values: dict[str, str]) -> CaseRoutedEvent:
+    """The event with the revealed values in place of their placeholders; every other kind stays masked."""
+    kinds = {kind.value.upper() for kind in event.data.visible_pii}
+
+    def put_back(match: re.Match[str]) -> str:
+        kind, token = match.group(1), match.group(2)
+        return values.get(token, match.group(0)) if kind in kinds else match.group(0)
+
+    def walk(value: object) -> object:
+        if isinstance(value, str):
+            return PLACEHOLDER.sub(put_back, value)
+        if isinstance(value, list):
+            return [walk(item) for item in value]
+        if isinstance(value, dict):
+            return {key: walk(item) for key, item in value.items()}
+        return value
+
+    data = event.data
+    details = type(data.details).model_validate(walk(data.details.model_dump(mode="json")))
+    return event.model_copy(update={"data": data.model_copy(update={"text": walk(data.text), "details": details})})

@@ -1,0 +1,258 @@
+"""Routing's faust agent and escalation timer: the only place routing touches topics.
+
+One agent reads ``case.triaged`` and ``agent.actions`` (case_accepted, merge_undone, resolved,
+reopened; other actions are not routing's business) in batches; each batch is one transaction:
+claims, case identity and placement, personal data revealed for the queues that may see it (audited),
+and the events it emits (``case.routed.<queue>``, ``reputation.alerts``) through the outbox. A timer
+escalates cases nobody accepted within their target's timeout.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import asyncpg
+from pydantic import BaseModel
+
+from schemas import topics
+from schemas.agent import CaseAcceptedEvent, MergeUndoneEvent, ReopenedEvent, ResolvedEvent
+from schemas.channels import RegulatorDetails, SocialDetails
+from schemas.triage import CaseTriagedEvent
+from services.routing import logic, store
+from services.routing.logic import Alert, Delivery, Lane, Output, RoutingState
+from services.routing.rules import RoutingRules, load_rules
+from services.runtime.db import transaction
+from services.runtime.deadletter import InboundMessage
+from services.runtime.errors import PermanentError
+from services.runtime.kafka import Record, event_record
+from services.runtime.settings import Settings
+from services.runtime.worker import Connections, ProcessorApp
+
+log = logging.getLogger(__name__)
+
+PROCESSOR = "routing"
+
+ACTION_MODELS: dict[str, type[BaseModel]] = {
+    model.model_fields["type"].default: model
+    for model in (CaseAcceptedEvent, MergeUndoneEvent, ResolvedEvent, ReopenedEvent)
+}
+
+Routed = CaseTriagedEvent | CaseAcceptedEvent | MergeUndoneEvent | ResolvedEvent | ReopenedEvent
+
+
+def _event_type(value: bytes) -> str | None:
+    try:
+        body = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return None
+    kind = body.get("type") if isinstance(body, dict) else None
+    return kind if isinstance(kind, str) else None
+
+
+def wanted_for(events: list[Routed]) -> store.Wanted:
+    wanted = store.Wanted()
+    for event in events:
+        if isinstance(event, CaseTriagedEvent):
+            data = event.data
+            wanted.feedback_ids.add(data.feedback_id)
+            if data.customer_ref:
+                wanted.customer_refs.add(data.customer_ref)
+            if data.case_id:
+                wanted.case_ids.add(data.case_id)
+            if isinstance(data.details, RegulatorDetails):
+                wanted.keys.add(logic.regulator_key(data.details))
+            if isinstance(data.details, SocialDetails):
+                key = logic.post_key(data.details)
+                wanted.keys.add(key)
+                wanted.post_keys.add(key)
+                wanted.rate_scopes.add(f"account:{data.details.platform.value}:{data.details.author_handle}")
+                wanted.rate_scopes.add(f"topic:{data.category.value}")
+        else:
+            wanted.case_ids.add(event.data.case_id)
+            if isinstance(event, MergeUndoneEvent):
+                wanted.feedback_ids.add(event.data.feedback_id)
+    return wanted
+
+
+@dataclass(frozen=True)
+class Outcome:
+    deliveries: Counter[str]
+    alerts: int
+    counts: Counter[str]
+
+
+class Router:
+    """The processor's work, free of faust (the benchmark and ``parley route`` reuse the same pieces)."""
+
+    def __init__(self, pool: asyncpg.Pool, settings: Settings, rules: RoutingRules) -> None:
+        self.pool = pool
+        self.settings = settings
+        self.rules = rules
+        self._triaged_topic = settings.topic(topics.CASE_TRIAGED)
+        self._alerts_topic = settings.topic(topics.REPUTATION_ALERTS)
+
+    def parse(self, message: InboundMessage) -> Routed | None:
+        """The record as an event routing acts on; None for agent actions that are not routing's business."""
+        if message.topic == self._triaged_topic:
+            return message.parse(CaseTriagedEvent)
+        event_type = _event_type(message.value)
+        if event_type is None:
+            raise PermanentError("schema_violation", "not a CloudEvent with a type")
+        if not event_type.startswith("com.parley.agent."):
+            raise PermanentError("unknown_event_type", f"type {event_type[:100]!r} is not an agent action")
+        model = ACTION_MODELS.get(event_type)
+        if model is None:
+            return None
+        parsed = message.parse(model)
+        assert isinstance(parsed, CaseAcceptedEvent | MergeUndoneEvent | ResolvedEvent | ReopenedEvent)
+        return parsed
+
+    async def handle(self, messages: list[InboundMessage]) -> Counter[str]:
+        parsed: dict[uuid.UUID, Routed] = {}
+        for message in messages:
+            event = self.parse(message)
+            if event is not None:
+                parsed.setdefault(event.id, event)
+        counts: Counter[str] = Counter(ignored=len(messages) - len(parsed))
+        if not parsed:
+            return counts
+        now = datetime.now(UTC)
+        async with transaction(self.pool) as conn:
+            fresh = await store.claim(conn, parsed)
+            todo = [event for event_id, event in parsed.items() if str(event_id) in fresh]
+            counts["duplicates"] += len(parsed) - len(todo)
+            if not todo:
+                return counts
+            state = await store.load(conn, wanted_for(todo))
+            outputs: list[Output] = []
+            for event in todo:
+                outputs += self.apply(event, state, now, counts)
+            records = await self.records(conn, outputs)
+            await store.save(conn, state, records, now)
+        counts.update(_kinds(outputs))
+        return counts
+
+    def apply(self, event: Routed, state: RoutingState, now: datetime, counts: Counter[str]) -> list[Output]:
+        if isinstance(event, CaseTriagedEvent):
+            counts["triaged"] += 1
+            return logic.on_triaged(event.data, state, self.rules, now)
+        case = state.cases.get(event.data.case_id)
+        if case is None:
+            counts["action_unknown_case"] += 1  # a case routing never placed (before routing, or a typo)
+            return []
+        if isinstance(event, CaseAcceptedEvent):
+            counts["accepted"] += 1
+            logic.on_accepted(event.data, event.time, case, state)
+        elif isinstance(event, ResolvedEvent):
+            counts["resolved"] += 1
+            logic.on_resolved(event.data, case, state)
+        elif isinstance(event, ReopenedEvent):
+            counts["reopened"] += 1
+            logic.on_reopened(event.data, case, state)
+        else:
+            result = logic.on_merge_undone(event.data, event.time, case, state, self.rules, now)
+            if isinstance(result, logic.SplitRefused):
+                counts["split_refused"] += 1
+                log.info("merge_undone changes nothing", extra={"case_id": str(case.case_id), "why": result.why})
+                return []
+            counts["split"] += 1
+            return result
+        return []
+
+    async def records(self, conn: Any, outputs: list[Output]) -> list[Record]:
+        """Outputs as records; a queue that may see some personal data gets it revealed (one audit row each)."""
+        records = []
+        for output in outputs:
+            if isinstance(output, Alert):
+                records.append(event_record(self._alerts_topic, str(output.event.data.case_id), output.event))
+                continue
+            event = output.event
+            tokens = logic.visible_tokens(event)
+            if tokens:
+                queue = output.queue.value
+                values = await store.reveal(
+                    conn, tokens, f"routing:{queue}", f"case {event.data.case_id} routed to queue {queue}"
+                )
+                event = logic.unmask(event, values)
+            records.append(
+                event_record(self.settings.topic(topics.routed_topic(output.queue)), str(event.subject), event)
+            )
+        return records
+
+    async def escalate_due(self, now: datetime) -> int:
+        """Escalate assignments due at ``now`` (one transaction); returns how many were looked at."""
+        async with transaction(self.pool) as conn:
+            state = await store.take_due(conn, now, self.settings.routing_timer_batch)
+            if state is None:
+                return 0
+            outputs: list[Output] = []
+            due = [
+                (case, assignment.lane)
+                for case in state.cases.values()
+                for assignment in case.assignments.values()
+                if assignment.due_at is not None and assignment.due_at <= now
+            ]
+            for case, lane in due:
+                record = state.feedback.get(case.assignments[lane].feedback_id)
+                if record is None:  # never: every assignment names a feedback routing stored; stop its timer
+                    case.assignments[lane].due_at = None
+                    state.changes.assignments.add((case.case_id, lane))
+                    continue
+                outputs += logic.on_timeout(case, lane, record, self.rules, state, now)
+            records = await self.records(conn, outputs)
+            await store.save(conn, state, records, now)
+        if outputs:
+            log.info("escalated", extra={"escalations": len(outputs)})
+        return len(due)
+
+
+def _kinds(outputs: list[Output]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for output in outputs:
+        if isinstance(output, Delivery):
+            data = output.event.data
+            counts[f"routed_{data.link.kind}" if data.lane == Lane.PRIMARY.value else "routed_public_opinion"] += 1
+            if data.overflow:
+                counts["overflowed"] += 1
+        else:
+            counts["alerts"] += 1
+    return counts
+
+
+def consumed_topics(settings: Settings) -> list[str]:
+    return [settings.topic(topics.CASE_TRIAGED), settings.topic(topics.AGENT_ACTIONS)]
+
+
+def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
+    rules = load_rules(settings.routing_rules_path)  # a mistake stops the worker here, with line and field
+    app = ProcessorApp(PROCESSOR, settings, connections, relays_outbox=True)
+    router: Router | None = None
+
+    def the_router() -> Router:
+        nonlocal router
+        if router is None:
+            router = Router(app.pool, settings, rules)
+        return router
+
+    async def handle(messages: list[InboundMessage]) -> None:
+        app.counters.update(await the_router().handle(messages))
+
+    @app.agent(app.topic(*consumed_topics(settings)), name="routing")
+    async def routing_agent(stream: Any) -> None:
+        await app.consume(stream, handle)
+
+    @app.timer(interval=settings.routing_timer_poll_seconds)  # type: ignore[untyped-decorator]
+    async def escalate() -> None:
+        try:
+            while await the_router().escalate_due(datetime.now(UTC)) >= settings.routing_timer_batch:
+                pass  # a full batch: more may be due
+        except Exception as exc:  # the next tick retries; a timer must not stop the worker
+            log.warning("escalation failed; will retry", extra={"error": type(exc).__name__})
+
+    return app
