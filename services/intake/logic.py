@@ -7,6 +7,7 @@ import re
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -83,6 +84,7 @@ def normalise(
         return Rejected(RejectReason.INVALID_JSON, f"{exc.msg} at line {exc.lineno} column {exc.colno}")
     if not isinstance(body, dict):
         return Rejected(RejectReason.NOT_AN_OBJECT, f"the body is a JSON {type(body).__name__}, not an object")
+    body = _without_nul(body)
     declared = body.get("channel")
     if declared is not None and declared != channel.value:
         if isinstance(declared, str) and declared in _CHANNEL_NAMES:
@@ -96,6 +98,18 @@ def normalise(
     if not text.strip():
         return Rejected(RejectReason.EMPTY_TEXT, "the message has no text")
     return _accept(channel, raw, text, received_at, pii_key)
+
+
+def _without_nul(value: Any) -> Any:
+    """Every string of a JSON value without U+0000: PostgreSQL text and jsonb cannot hold it, and it means
+    nothing in a message. The raw record on its topic keeps the original bytes."""
+    if isinstance(value, str):
+        return value.replace("\x00", "") if "\x00" in value else value
+    if isinstance(value, dict):
+        return {_without_nul(key): _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_without_nul(item) for item in value]
+    return value
 
 
 # Channel detail fields that are personal data by definition: masked whole, whatever they hold.
@@ -140,6 +154,6 @@ def _accept(channel: Channel, raw: RawFeedback, text: str, received_at: datetime
     return Accepted(
         event=event,
         key=key,
-        dedupe_key=f"{channel.value}:{raw.message_id}",
+        dedupe_key=str(event.id),  # derived from channel and message id; storable whatever the id holds
         originals=tuple((i.token, i.span.kind.value, i.span.value) for i in tokens.values()),
     )

@@ -96,7 +96,7 @@ def test_every_channel_sample_is_accepted_with_canonical_fields(channel: Channel
     assert type(data.details) is EXPECTED_DETAILS[channel]
     assert data.details.channel is channel
 
-    assert result.dedupe_key == f"{channel.value}:M-1"
+    assert result.dedupe_key == str(feedback_id(channel, "M-1"))
 
 
 @pytest.mark.parametrize("channel", [c for c in Channel if c is not Channel.SOCIAL])
@@ -381,3 +381,12 @@ def test_detect_language(text: str, language: Language) -> None:
 
 def test_traditional_mandarin_with_guanxi_is_not_cantonese() -> None:
     assert detect_language("這與我的貸款沒有關係，請處理") is Language.ZH_HANT
+
+
+def test_nul_characters_are_dropped_because_postgresql_cannot_store_them() -> None:
+    body = raw_message(Channel.APP, "M-\x00-1", text="还款\x00困难")
+    result = run(Channel.APP, body, datetime(2026, 11, 22, 9, 30, tzinfo=UTC))
+    assert isinstance(result, Accepted)
+    assert result.event.data.text == "还款困难"
+    assert result.event.data.channel_message_id == "M--1"
+    assert "\x00" not in result.dedupe_key

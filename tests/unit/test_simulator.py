@@ -43,7 +43,7 @@ def test_valid_messages_are_accepted(channel: Channel, seed: int, now: datetime)
         assert isinstance(result, Accepted), (message.value, result)
         assert result.event.data.channel is channel
         assert result.event.data.channel_message_id == message.message_id
-        assert result.dedupe_key == f"{channel.value}:{message.message_id}"
+        assert result.dedupe_key == str(result.event.id)
         body = json.loads(message.value)
         if body.get("customer_id"):
             assert message.key == body["customer_id"].encode()
