@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 from schemas import topics
 from schemas.channels import Channel
 from services.runtime.settings import Settings
-from services.simulator.logic import Flaw, SimulatedMessage, generate
+from services.simulator.logic import Flaw, Memory, SimulatedMessage, generate
 
 CHANNEL_WEIGHTS = {
     Channel.HOTLINE: 30,
@@ -34,6 +34,10 @@ class SimulatorStats:
     duplicates: Counter[Channel] = field(default_factory=Counter)
     flawed: Counter[Flaw] = field(default_factory=Counter)
     flawed_by_channel: Counter[Channel] = field(default_factory=Counter)
+    follow_ups: Counter[Channel] = field(default_factory=Counter)
+    """Valid messages from a recent customer about the same theme, through this channel (should merge)."""
+    post_updates: int = 0
+    """Valid messages that are new reach figures of a recent social post (should update, not open, a case)."""
 
     @property
     def published_total(self) -> int:
@@ -56,6 +60,7 @@ async def simulate(
     run_id = secrets.token_hex(4)  # not from the seed: a repeated seeded run must not look like retries
     channels, weights = list(CHANNEL_WEIGHTS), list(CHANNEL_WEIGHTS.values())
     recent: deque[SimulatedMessage] = deque(maxlen=200)
+    memory = Memory()
     pending: list[asyncio.Future[object]] = []
     loop = asyncio.get_running_loop()
     started = loop.time()
@@ -69,11 +74,21 @@ async def simulate(
             else:
                 channel = rng.choices(channels, weights)[0]
                 message = generate(
-                    channel, rng, datetime.now(UTC), sent, malformed_share=malformed_share, run_id=run_id
+                    channel,
+                    rng,
+                    datetime.now(UTC),
+                    sent,
+                    malformed_share=malformed_share,
+                    run_id=run_id,
+                    memory=memory,
                 )
                 if message.flaw is None:
                     stats.valid[channel] += 1
                     recent.append(message)
+                    if message.kind == "follow_up":
+                        stats.follow_ups[channel] += 1
+                    elif message.kind == "post_update":
+                        stats.post_updates += 1
                 else:
                     stats.flawed[message.flaw] += 1
                     stats.flawed_by_channel[channel] += 1

@@ -11,7 +11,7 @@ import pytest
 from schemas.channels import Channel
 from schemas.feedback import RejectReason
 from services.intake.logic import Accepted, Rejected, normalise
-from services.simulator.logic import TEXT_FIELD, Flaw, _flawed, generate, raw_body
+from services.simulator.logic import TEXT_FIELD, THEMED_TEXTS, Flaw, Memory, _flawed, generate, raw_body
 
 LIMIT = 256 * 1024
 
@@ -99,3 +99,60 @@ def test_same_seed_same_bytes(now: datetime) -> None:
     first = run(11)
     assert first == run(11)
     assert first != run(12)
+
+
+def test_memory_brings_back_customers_through_other_channels_and_updates_posts(now: datetime) -> None:
+    rng = random.Random(7)
+    memory = Memory(follow_up_share=0.3, post_update_share=0.5, viral_share=0.2)
+    channels = list(Channel)
+    messages = [
+        generate(channels[i % len(channels)], rng, now, i, malformed_share=0.0, memory=memory) for i in range(600)
+    ]
+    customers_seen: dict[str, str] = {}
+    first_theme: dict[str, str] = {}
+    follow_ups = [m for m in messages if m.kind == "follow_up"]
+    updates = [m for m in messages if m.kind == "post_update"]
+    assert len(follow_ups) > 50
+    assert len(updates) > 20
+    for message in messages:
+        result = normalise(message.channel, message.value, received_at=now, max_body_bytes=LIMIT, pii_key=b"k")
+        assert isinstance(result, Accepted), message.kind
+        body = json.loads(message.value)
+        text = body.get("transcript") or body.get("body") or body["text"]
+        theme = next(theme for theme, texts in THEMED_TEXTS.items() if any(t in text for t in texts))
+        customer = body.get("customer_id")
+        if customer is None:
+            continue
+        if message.kind == "follow_up":
+            assert first_theme[customer] == theme, "a follow-up is about the customer's first theme"
+        customers_seen.setdefault(customer, message.channel.value)
+        first_theme.setdefault(customer, theme)
+    assert any(customers_seen[json.loads(m.value)["customer_id"]] != m.channel.value for m in follow_ups)
+    assert any(m.channel is Channel.SOCIAL and json.loads(m.value).get("customer_id") for m in follow_ups)
+    # A post update repeats the post (id, author, text, url) with grown figures and a new message id.
+    first_seen: dict[str, dict[str, object]] = {}
+    grew = viral = 0
+    for message in messages:
+        if message.channel is not Channel.SOCIAL:
+            continue
+        body = json.loads(message.value)
+        earlier = first_seen.setdefault(body["post_id"], body)
+        if message.kind == "post_update":
+            assert earlier is not body, "an update of a post seen before"
+            assert (body["author_handle"], body["text"], body["url"]) == (
+                earlier["author_handle"],
+                earlier["text"],
+                earlier["url"],
+            )
+            assert body["message_id"] != earlier["message_id"]
+            reach, before = body["reach"], earlier["reach"]
+            assert isinstance(before, dict)
+            assert reach["reposts"] >= before["reposts"]
+            grew += reach["reposts"] > before["reposts"]
+            viral += reach["reposts"] - before["reposts"] > 500
+    assert grew > 10
+    assert viral > 0
+    anonymous = [m for m in messages if m.channel is Channel.SOCIAL and m.kind == "new"]
+    assert anonymous
+    assert all(json.loads(m.value).get("customer_id") is None for m in anonymous)
+    assert all(m.key is None for m in anonymous)
