@@ -1,0 +1,1 @@
+"""Benchmarks of the whole pipeline and of a bare faust pass-through, its reference ceiling."""
