@@ -20,7 +20,8 @@ from schemas import topics
 from schemas.catalog import EVENTS
 from schemas.channels import Channel
 from schemas.validate import find_event_type, validate_lines
-from services.monitor import PipelineMonitor
+from services.monitor import PipelineMonitor, routing_progress, routing_summary
+from services.routing.cli import register as register_routing_commands
 from services.runtime.db import connect_pool
 from services.runtime.embedded import die_with_parent
 from services.runtime.errors import ConfigurationError
@@ -35,7 +36,7 @@ from services.tracker.cli import register as register_tracker_commands
 if TYPE_CHECKING:
     from services.triage.logic import Triage
 
-PROCESSORS = ("intake", "triage", "tracker")
+PROCESSORS = ("intake", "triage", "routing", "tracker")
 
 
 class UsageError(Exception):
@@ -117,7 +118,8 @@ def _progress_line(elapsed: float, stats: SimulatorStats, monitor: PipelineMonit
         f"(valid {sum(stats.valid.values()):,}, malformed {sum(stats.flawed.values()):,}, "
         f"repeats {sum(stats.duplicates.values()):,}) | accepted {sum(counts.accepted.values()):>7,} "
         f"| rejected {sum(counts.rejected.values()):>6,} | triaged {sum(counts.triaged_priorities.values()):>7,} "
-        f"(P1 {counts.triaged_priorities['P1']:,}) | cases {sum(counts.cases.values()):>7,} "
+        f"(P1 {counts.triaged_priorities['P1']:,}) | {routing_progress(counts)} "
+        f"| cases {sum(counts.cases.values()):>7,} "
         f"| {rate:7.1f} cases/s"
     )
 
@@ -141,24 +143,33 @@ def _summary(stats: SimulatorStats, monitor: PipelineMonitor, throughput: float,
         "Triaged, by priority: "
         + ", ".join(f"{priority} {counts.triaged_priorities[priority]:,}" for priority in ("P1", "P2", "P3", "P4"))
     )
+    lines += routing_summary(counts)
+    if stats.post_updates or stats.follow_ups:
+        lines.append(
+            f"Simulated: {sum(stats.follow_ups.values()):,} follow-ups of a recent customer (any channel), "
+            f"{stats.post_updates:,} later reach figures of a recent post."
+        )
     lines.append("Rejected, by reason:")
     for reason, count in sorted(counts.rejected_reasons.items()):
         lines.append(f"  {reason:<20} {count:>8,}")
     valid = sum(stats.valid.values())
     cases = sum(counts.cases.values())
     accepted = sum(counts.accepted.values())
+    triaged = sum(counts.triaged_priorities.values())
+    routed = counts.routed_feedback
+    opened = counts.links()["new_case"] + counts.links()["split"]  # routing decides; the tracker records
     rejected = sum(counts.rejected.values())
     malformed = sum(stats.flawed.values())
     lines.append(
-        f"Check: {valid:,} distinct valid messages -> {accepted:,} accepted, {cases:,} cases; "
-        f"{malformed:,} malformed -> {rejected:,} rejected."
+        f"Check: {valid:,} distinct valid messages -> {accepted:,} accepted, {triaged:,} triaged, {routed:,} routed "
+        f"({opened:,} cases opened) -> {cases:,} cases recorded; {malformed:,} malformed -> {rejected:,} rejected."
     )
-    if valid == accepted == cases and malformed == rejected:
+    if valid == accepted == triaged == routed and cases == opened and malformed == rejected:
         lines.append("       Every message accounted for: nothing lost, nothing doubled.")
-    elif accepted <= valid and cases <= accepted and rejected <= malformed:
+    elif accepted <= valid and triaged <= accepted and routed <= triaged and cases <= opened and rejected <= malformed:
         lines.append(
             f"       Still in flight when the drain window closed: {valid - accepted:,} to accept, "
-            f"{valid - cases:,} cases to open, {malformed - rejected:,} to reject "
+            f"{valid - routed:,} to route, {opened - cases:,} cases to record, {malformed - rejected:,} to reject "
             "(the offered rate was above what the workers handle; see the throughput below)."
         )
     else:
@@ -252,8 +263,9 @@ def _drained(stats: SimulatorStats, monitor: PipelineMonitor) -> bool:
     valid = sum(stats.valid.values())
     return (
         sum(counts.accepted.values()) >= valid
-        and sum(counts.cases.values()) >= valid
         and sum(counts.triaged_priorities.values()) >= valid
+        and counts.routed_feedback >= valid
+        and sum(counts.cases.values()) >= counts.links()["new_case"] + counts.links()["split"]
         and sum(counts.rejected.values()) >= sum(stats.flawed.values())
     )
 
@@ -466,6 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing = schema_commands.add_parser("list", help="every event type, its topics and what it means")
     listing.set_defaults(handler=command_schemas_list)
     register_tracker_commands(commands)
+    register_routing_commands(commands)
     return parser
 
 
