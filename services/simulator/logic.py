@@ -162,9 +162,10 @@ def raw_body(
             "text": text,
             "reach": {
                 "followers": followers,
-                "reposts": rng.randrange(0, max(1, followers // 20)),
-                "comments": rng.randrange(0, 500),
-                "likes": rng.randrange(0, 5000),
+                # Minutes after posting most posts have a handful of reposts; a big account gets more.
+                "reposts": rng.randrange(0, followers // 200 + 2),
+                "comments": rng.randrange(0, followers // 100 + 5),
+                "likes": rng.randrange(0, followers // 20 + 10),
             },
         }
     if channel is Channel.BRANCH:
@@ -260,7 +261,7 @@ def post_update(post: dict[str, Any], rng: random.Random, now: datetime, message
     if rng.random() < viral_share:  # it spreads: thousands of reposts within the hour
         reposts = int(followers * rng.uniform(0.5, 4)) + rng.randrange(500, 5000)
     else:
-        reposts = rng.randrange(0, max(2, followers // 50))
+        reposts = rng.randrange(0, followers // 100 + 3)
     reach["reposts"] += reposts
     reach["comments"] += reposts // 3 + rng.randrange(0, 20)
     reach["likes"] += reposts * 2 + rng.randrange(0, 100)
