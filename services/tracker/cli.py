@@ -118,15 +118,46 @@ def _summary(payload: Any) -> str:
     return " ".join(parts)
 
 
+CLOCK_FIELDS = (
+    "clock",
+    "cycle",
+    "status",
+    "policy_id",
+    "policy_version",
+    "calendar",
+    "started_at",
+    "deadline",
+    "next_due_at",
+    "stopped_at",
+    "extensions",
+    "regulator_deadline",
+)
+
+
 def _plain(item: Any) -> dict[str, Any] | str:
     if dataclasses.is_dataclass(item) and not isinstance(item, type):
-        return dataclasses.asdict(item)
+        return {f.name: getattr(item, f.name) for f in dataclasses.fields(item)}
     if isinstance(item, asyncpg.Record):
         return dict(item)
     if hasattr(item, "model_dump"):
         result: dict[str, Any] = item.model_dump()
         return result
     return str(item)
+
+
+def _clock_text(fields: dict[str, Any]) -> str:
+    shown = [name for name in CLOCK_FIELDS if name in fields] or list(fields)
+    parts = []
+    for name in shown:
+        value = fields[name]
+        if value is None or (value == 0 and name == "extensions"):
+            continue
+        text = _when(value) if isinstance(value, datetime) else getattr(value, "value", value)
+        parts.append(f"{name}={text}")
+    pauses = fields.get("pauses")
+    if pauses:
+        parts.append(f"pauses={len(pauses)}")
+    return "  " + " ".join(parts)
 
 
 async def _clock_lines(conn: Any, case_id: uuid.UUID) -> list[str] | None:
@@ -137,15 +168,14 @@ async def _clock_lines(conn: Any, case_id: uuid.UUID) -> list[str] | None:
     clocks_for_case = getattr(module, "clocks_for_case", None)
     if clocks_for_case is None:
         return None
+    try:
+        clocks = await clocks_for_case(conn, case_id)
+    except asyncpg.UndefinedTableError:
+        return None  # the SLA engine's tables are not in this database
     lines = []
-    for clock in await clocks_for_case(conn, case_id):
+    for clock in clocks:
         plain = _plain(clock)
-        if isinstance(plain, dict):
-            lines.append(
-                "  " + "  ".join(f"{k}={_when(v) if isinstance(v, datetime) else v}" for k, v in plain.items())
-            )
-        else:
-            lines.append(f"  {plain}")
+        lines.append(_clock_text(plain) if isinstance(plain, dict) else f"  {plain}")
     return lines
 
 
@@ -206,7 +236,7 @@ async def show_case(pool: asyncpg.Pool, case_id: uuid.UUID) -> int:
         _out(f"Parked: {parked} events wait for this case to open")
     _out()
     if clocks is None:
-        _out("Clocks: the SLA engine is not installed here")
+        _out("Clocks: the SLA engine is not installed here, or its tables are not in this database")
     else:
         _out("Clocks:" if clocks else "Clocks: none")
         for line in clocks:
