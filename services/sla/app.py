@@ -1,0 +1,309 @@
+"""The SLA processor: the only place the SLA engine touches topics.
+
+One agent reads ``case.tracking`` (every step of every case) and ``agent.actions`` (clock pauses and
+resumptions, and the actions some clock restarts on) in batches; each batch is one transaction:
+the consumed event ids, the clocks' changes, the journal and the alerts (through the outbox). A
+poller fires warnings, breaches and escalations as they fall due, reading the wall clock and
+handing it to the pure logic; deadlines themselves come from event times. With
+``PARLEY_SLA_ALERTMANAGER_URL`` set, a second agent forwards ``sla.alerts`` to Alertmanager.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from schemas import topics
+from schemas.agent import ClockPausedEvent, ClockResumedEvent
+from schemas.base import ConsumedModel
+from schemas.envelope import CloudEventAttributes
+from schemas.tracking import CaseOpenedEvent, CaseRoutedStepEvent, CaseTriagedStepEvent
+from services.runtime import metrics
+from services.runtime.deadletter import InboundMessage
+from services.runtime.errors import ConfigurationError, PermanentError
+from services.runtime.kafka import Record, event_record
+from services.runtime.settings import Settings
+from services.runtime.worker import Connections, ProcessorApp
+from services.sla import logic, store
+from services.sla.calendar import CalendarDataMissingError
+from services.sla.logic import Alert, CaseFacts, ClockState, SlaEvent
+from services.sla.policies import PolicyBook, PolicyError, load_policy_book
+from services.sla.webhook import AlertmanagerSender, alertmanager_alerts
+
+log = logging.getLogger(__name__)
+
+PROCESSOR = "sla"
+FACT_TRIGGERS = frozenset({logic.OPENED, logic.TRIAGED, logic.ROUTED, logic.PAUSE, logic.RESUME})
+RETRY_BROKEN_CLOCK_AFTER = timedelta(minutes=1)
+
+
+class _Envelope(ConsumedModel, CloudEventAttributes):
+    """Any CloudEvent, read only for its attributes and its data's case id."""
+
+    data: dict[str, Any]
+
+
+class _CaseRef(ConsumedModel):
+    case_id: uuid.UUID
+    agent_id: str | None = None
+
+
+def trigger_of(event_type: str) -> str:
+    """'com.parley.tracking.first_contact.v1' -> 'tracking.first_contact'."""
+    name = event_type.removeprefix("com.parley.")
+    head, _, version = name.rpartition(".")
+    return head if version.startswith("v") and version[1:].isdigit() else name
+
+
+def to_sla_event(message: InboundMessage, wanted: frozenset[str]) -> SlaEvent | None:
+    """The consumed record as the engine sees it; None when no clock cares about its type."""
+    envelope: _Envelope = message.parse(_Envelope)
+    trigger = trigger_of(envelope.type)
+    if trigger not in wanted:
+        return None
+    if trigger == logic.OPENED:
+        opened: CaseOpenedEvent = message.parse(CaseOpenedEvent)
+        data = opened.data
+        return SlaEvent(
+            opened.id,
+            trigger,
+            data.case_id,
+            opened.time,
+            opened_at=data.opened_at,
+            channel=data.channel.value,
+            jurisdiction=data.jurisdiction.value if data.jurisdiction else None,
+            regulator_deadline=data.regulator_deadline,
+        )
+    if trigger == logic.TRIAGED:
+        triaged: CaseTriagedStepEvent = message.parse(CaseTriagedStepEvent)
+        return SlaEvent(
+            triaged.id,
+            trigger,
+            triaged.data.case_id,
+            triaged.time,
+            category=triaged.data.category.value,
+            priority=triaged.data.priority.value,
+        )
+    if trigger == logic.ROUTED:
+        routed: CaseRoutedStepEvent = message.parse(CaseRoutedStepEvent)
+        return SlaEvent(
+            routed.id,
+            trigger,
+            routed.data.case_id,
+            routed.time,
+            priority=routed.data.priority.value,
+            queue=routed.data.queue.value,
+        )
+    if trigger in (logic.PAUSE, logic.RESUME):
+        action: ClockPausedEvent | ClockResumedEvent = (
+            message.parse(ClockPausedEvent) if trigger == logic.PAUSE else message.parse(ClockResumedEvent)
+        )
+        return SlaEvent(
+            action.id,
+            trigger,
+            action.data.case_id,
+            action.time,
+            clock=action.data.clock,
+            reason=action.data.reason,
+            agent_id=action.data.agent_id,
+        )
+    try:
+        reference = _CaseRef.model_validate(envelope.data)
+    except ValueError as exc:
+        raise PermanentError("schema_violation", f"{envelope.type}: data.case_id missing or not a UUID") from exc
+    return SlaEvent(envelope.id, trigger, reference.case_id, envelope.time, agent_id=reference.agent_id)
+
+
+@dataclass
+class BatchResult:
+    alerts: list[Alert] = field(default_factory=list)
+    events: int = 0
+
+
+class SlaApp(ProcessorApp):
+    """A processor that checks, before it consumes anything, that no policy version changed under its clocks."""
+
+    def __init__(self, settings: Settings, connections: Connections, book: PolicyBook) -> None:
+        super().__init__(PROCESSOR, settings, connections, relays_outbox=True)
+        self.book = book
+
+    async def on_start(self) -> None:
+        await super().on_start()
+        async with store.unit_of_work(self.pool) as work:
+            for version in await store.record_policy_versions(work.conn, self.book.versions):
+                self.book.add(version)  # left the file, but clocks may still run under it
+
+
+class SlaEngine:
+    """Consumed batches and due clocks, each in one transaction."""
+
+    def __init__(self, app: ProcessorApp, book: PolicyBook, settings: Settings) -> None:
+        self.app = app
+        self.book = book
+        self.settings = settings
+        self.alerts_topic = settings.topic(topics.SLA_ALERTS)
+        self.wanted = frozenset(book.triggers() | FACT_TRIGGERS)
+
+    def records(self, alerts: list[Alert]) -> list[Record]:
+        return [event_record(self.alerts_topic, str(alert.data.case_id), alert) for alert in alerts]
+
+    async def handle(self, messages: list[InboundMessage]) -> BatchResult:
+        events = [e for e in (to_sla_event(m, self.wanted) for m in messages) if e is not None]
+        result = BatchResult()
+        if not events:
+            return result
+        async with store.unit_of_work(self.app.pool) as work:
+            fresh = await work.claim([e.event_id for e in events])
+            events = [e for e in events if str(e.event_id) in fresh]
+            if not events:
+                return result
+            case_ids = {e.case_id for e in events}
+            await work.lock_cases(case_ids)
+            facts: dict[uuid.UUID, CaseFacts] = await work.load_facts(case_ids)
+            clocks: dict[uuid.UUID, dict[Any, ClockState]] = {
+                case_id: {c.key: c for c in found} for case_id, found in (await work.load_clocks(case_ids)).items()
+            }
+            changed_facts: dict[uuid.UUID, CaseFacts] = {}
+            changed_clocks: dict[Any, ClockState] = {}
+            journal: list[logic.JournalEntry] = []
+            for event in events:
+                case_clocks = clocks.setdefault(event.case_id, {})
+                try:
+                    outcome = logic.on_event(facts.get(event.case_id), list(case_clocks.values()), event, self.book)
+                except CalendarDataMissingError as exc:
+                    raise PermanentError("calendar_data_missing", str(exc)) from exc
+                if outcome.facts != facts.get(event.case_id):
+                    facts[event.case_id] = changed_facts[event.case_id] = outcome.facts
+                case_clocks.update(outcome.clocks)
+                changed_clocks.update(outcome.clocks)
+                journal.extend(outcome.journal)
+                result.alerts.extend(outcome.alerts)
+            await work.save_facts(changed_facts.values())
+            await work.save_clocks(changed_clocks.values())
+            await work.write_journal(journal)
+            await work.queue_alerts(self.records(result.alerts))
+        result.events = len(events)
+        return result
+
+    async def fire_due(self, now: datetime) -> int:
+        """Fire what is due on up to a batch of clocks; returns how many clocks were due."""
+        alerts: list[Alert] = []
+        async with store.unit_of_work(self.app.pool) as work:
+            due = await work.due_clocks(now, self.settings.sla_poll_batch)
+            updated: list[ClockState] = []
+            for clock in due:
+                try:
+                    fired, found = logic.fire_due(self.book, clock, now)
+                except (CalendarDataMissingError, KeyError) as exc:
+                    # A clock whose policy version or calendar data is gone: say so loudly, look again later.
+                    log.error(
+                        "SLA clock cannot be evaluated",
+                        extra={
+                            "case_id": str(clock.case_id),
+                            "clock": clock.clock.value,
+                            "cycle": clock.cycle,
+                            "error": type(exc).__name__,
+                        },
+                    )
+                    fired, found = replace(clock, next_due_at=now + RETRY_BROKEN_CLOCK_AFTER), []
+                updated.append(fired)
+                alerts.extend(found)
+            await work.mark_fired(updated)
+            await work.queue_alerts(self.records(alerts))
+        count_alerts(alerts)
+        if alerts:
+            log.info("SLA alerts fired", extra={"clocks": len(due), "alerts": len(alerts)})
+        return len(due)
+
+    async def seconds_until_next_due(self, now: datetime) -> float | None:
+        async with store.unit_of_work(self.app.pool) as work:
+            next_due = await work.next_due_at()
+        return None if next_due is None else (next_due - now).total_seconds()
+
+    async def poll_forever(self) -> None:
+        """Fire due alerts as they fall due: sleep until the next one, but never longer than the poll interval
+        (a clock armed meanwhile by another worker is seen within it)."""
+        interval = self.settings.sla_poll_interval_seconds
+        backoff = interval
+        while True:
+            try:
+                now = datetime.now(UTC)
+                if await self.fire_due(now) >= self.settings.sla_poll_batch:
+                    continue  # a full batch: more may be due
+                wait = await self.seconds_until_next_due(datetime.now(UTC))
+                delay = interval if wait is None else min(max(wait, 0.005), interval)
+                backoff = interval
+            except Exception as exc:  # the next round retries; the poller must not stop the worker
+                log.warning("SLA poll failed; will retry", extra={"error": type(exc).__name__})
+                delay = backoff
+                backoff = min(backoff * 2, self.settings.retry_max_backoff_seconds)
+            await asyncio.sleep(delay)
+
+
+def count_alerts(alerts: list[Alert]) -> None:
+    for alert in alerts:
+        data = alert.data
+        clock = data.clock.value
+        kind = trigger_of(alert.type)
+        if kind == "sla.clock_started":
+            metrics.SLA_CLOCKS_ARMED.labels(clock).inc()
+        elif kind == "sla.clock_met" and not data.overdue_seconds:
+            metrics.SLA_CLOCKS_MET.labels(clock).inc()
+        elif kind == "sla.warning":
+            metrics.SLA_WARNINGS.labels(clock, data.priority.value).inc()
+        elif kind == "sla.breached":
+            metrics.SLA_BREACHES.labels(clock, data.priority.value).inc()
+        elif kind == "sla.escalated":
+            metrics.SLA_ESCALATIONS.labels(clock).inc()
+
+
+def load_book(settings: Settings) -> PolicyBook:
+    try:
+        return load_policy_book(settings.sla_policies_path)
+    except PolicyError as exc:
+        raise ConfigurationError(str(exc)) from None
+
+
+def consumed_topics(settings: Settings) -> list[str]:
+    return [settings.topic(topics.CASE_TRACKING), settings.topic(topics.AGENT_ACTIONS)]
+
+
+def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
+    book = load_book(settings)  # a mistake in the policies stops the worker here, naming the policy and field
+    app = SlaApp(settings, connections, book)
+    engine = SlaEngine(app, book, settings)
+
+    async def handle(messages: list[InboundMessage]) -> None:
+        result = await engine.handle(messages)
+        count_alerts(result.alerts)
+        app.counters["sla_events"] += result.events
+        app.counters["sla_alerts"] += len(result.alerts)
+
+    @app.agent(app.topic(*consumed_topics(settings)), name="sla")
+    async def sla_agent(stream: Any) -> None:
+        await app.consume(stream, handle)
+
+    @app.task  # type: ignore[untyped-decorator]
+    async def poller() -> None:
+        await engine.poll_forever()
+
+    if settings.sla_alertmanager_url:
+        sender = AlertmanagerSender(settings.sla_alertmanager_url)
+
+        async def forward(messages: list[InboundMessage]) -> None:
+            alerts: list[dict[str, Any]] = []
+            for message in messages:
+                envelope: _Envelope = message.parse(_Envelope)
+                alerts.extend(alertmanager_alerts(envelope.type, envelope.time, envelope.data))
+            await sender.send(alerts)
+            app.counters["alertmanager_alerts"] += len(alerts)
+
+        @app.agent(app.topic(settings.topic(topics.SLA_ALERTS)), name="sla-alertmanager")
+        async def alertmanager_agent(stream: Any) -> None:
+            await app.consume(stream, forward)
+
+    return app

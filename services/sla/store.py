@@ -1,0 +1,290 @@
+"""The SLA engine's SQL: clocks, case facts, policy versions and the clock journal (schema ``sla``).
+
+Every change to a clock is written in the transaction that records the consumed event's id
+(``processed_messages``) and queues its alerts in the outbox. The poller locks due clocks with
+``FOR UPDATE SKIP LOCKED``, so several workers share the due clocks and none fires an alert twice:
+the alert and the clock's record of having fired it commit together.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections import defaultdict
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from schemas.values import ClockName
+from services.runtime.db import add_to_outbox, claim_messages, transaction
+from services.runtime.errors import ConfigurationError
+from services.runtime.kafka import Record
+from services.sla.logic import CaseFacts, ClockState, ClockStatus, JournalEntry, PauseRecord
+from services.sla.policies import PolicyVersion
+
+if TYPE_CHECKING:
+    from services.runtime.db import DbConnection
+
+CONSUMER = "sla"
+OUTBOX_SOURCE = "sla"
+
+CLOCK_COLUMNS = (
+    "case_id, clock, cycle, policy_id, policy_version, calendar, status, started_at, deadline, priority, queue, "
+    "extensions, regulator_deadline, pauses::text AS pauses, fired, next_due_at, stopped_at"
+)
+
+
+# ---- rows ----
+
+
+def _pauses_json(pauses: Sequence[PauseRecord]) -> str:
+    return json.dumps(
+        [
+            {
+                "start": p.start.isoformat(),
+                "end": p.end.isoformat() if p.end else None,
+                "reason": p.reason,
+                "condition": p.condition,
+            }
+            for p in pauses
+        ],
+        ensure_ascii=False,
+    )
+
+
+def _pauses(text: str) -> tuple[PauseRecord, ...]:
+    return tuple(
+        PauseRecord(
+            datetime.fromisoformat(p["start"]),
+            datetime.fromisoformat(p["end"]) if p["end"] else None,
+            p["reason"],
+            p["condition"],
+        )
+        for p in json.loads(text)
+    )
+
+
+def clock_from_row(row: asyncpg.Record) -> ClockState:
+    return ClockState(
+        case_id=row["case_id"],
+        clock=ClockName(row["clock"]),
+        cycle=row["cycle"],
+        policy_id=row["policy_id"],
+        policy_version=row["policy_version"],
+        calendar=row["calendar"],
+        status=ClockStatus(row["status"]),
+        started_at=row["started_at"],
+        deadline=row["deadline"],
+        priority=row["priority"],
+        queue=row["queue"],
+        extensions=row["extensions"],
+        regulator_deadline=row["regulator_deadline"],
+        pauses=_pauses(row["pauses"]),
+        fired=frozenset(row["fired"]),
+        next_due_at=row["next_due_at"],
+        stopped_at=row["stopped_at"],
+    )
+
+
+def clock_row(clock: ClockState) -> tuple[Any, ...]:
+    return (
+        clock.case_id,
+        clock.clock.value,
+        clock.cycle,
+        clock.policy_id,
+        clock.policy_version,
+        clock.calendar,
+        clock.status.value,
+        clock.started_at,
+        clock.deadline,
+        clock.priority,
+        clock.queue,
+        clock.extensions,
+        clock.regulator_deadline,
+        _pauses_json(clock.pauses),
+        sorted(clock.fired),
+        clock.next_due_at,
+        clock.stopped_at,
+    )
+
+
+_UPSERT_CLOCK = """
+INSERT INTO sla.clocks (case_id, clock, cycle, policy_id, policy_version, calendar, status, started_at, deadline,
+                        priority, queue, extensions, regulator_deadline, pauses, fired, next_due_at, stopped_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14::text::jsonb, $15, $16, $17)
+ON CONFLICT (case_id, clock, cycle) DO UPDATE SET
+    calendar = EXCLUDED.calendar, status = EXCLUDED.status, deadline = EXCLUDED.deadline,
+    priority = EXCLUDED.priority, queue = EXCLUDED.queue, extensions = EXCLUDED.extensions,
+    pauses = EXCLUDED.pauses, fired = EXCLUDED.fired, next_due_at = EXCLUDED.next_due_at,
+    stopped_at = EXCLUDED.stopped_at, updated_at = now()
+"""
+
+
+# ---- policy versions ----
+
+
+async def record_policy_versions(conn: DbConnection, versions: Iterable[PolicyVersion]) -> list[PolicyVersion]:
+    """Record the file's versions; refuse a version whose meaning changed; return versions only the database has.
+
+    Those are versions that left the file while clocks may still run under them.
+    """
+    loaded = list(versions)
+    await conn.executemany(
+        """INSERT INTO sla.policy_versions (policy_id, version, checksum, spec)
+           VALUES ($1, $2, $3, $4::text::jsonb) ON CONFLICT DO NOTHING""",
+        [(v.policy.id, v.policy.version, v.checksum, json.dumps(v.spec())) for v in loaded],
+    )
+    rows = await conn.fetch("SELECT policy_id, version, checksum, spec::text AS spec FROM sla.policy_versions")
+    in_file = {v.key: v for v in loaded}
+    stored_only: list[PolicyVersion] = []
+    for row in rows:
+        key = (row["policy_id"], row["version"])
+        mine = in_file.get(key)
+        if mine is None:
+            stored_only.append(PolicyVersion.from_spec(json.loads(row["spec"])))
+        elif mine.checksum != row["checksum"]:
+            raise ConfigurationError(
+                f"SLA policy {key[0]} version {key[1]} differs from the version first loaded "
+                f"(its clocks, or a calendar it uses, changed): publish the change as version {key[1] + 1} "
+                "with a later effective_from"
+            )
+    return stored_only
+
+
+# ---- consumed events ----
+
+
+class SlaStore:
+    """One transaction's database work."""
+
+    def __init__(self, conn: DbConnection) -> None:
+        self.conn = conn
+
+    async def claim(self, event_ids: Sequence[uuid.UUID]) -> set[str]:
+        """Record the events as handled; returns the ids not handled before."""
+        if not event_ids:
+            return set()
+        return await claim_messages(self.conn, CONSUMER, [str(i) for i in event_ids])
+
+    async def lock_cases(self, case_ids: Iterable[uuid.UUID]) -> None:
+        """Serialise work on the same case across workers and agents (in a fixed order: no deadlock)."""
+        keys = sorted({_lock_key(case_id) for case_id in case_ids})
+        if keys:
+            await self.conn.execute(
+                "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) AS ordered",
+                keys,
+            )
+
+    async def load_facts(self, case_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CaseFacts]:
+        rows = await self.conn.fetch(
+            """SELECT case_id, opened_at, channel, jurisdiction, category, priority, queue, regulator_deadline
+               FROM sla.cases WHERE case_id = ANY($1::uuid[])""",
+            list(set(case_ids)),
+        )
+        return {row["case_id"]: CaseFacts(**dict(row)) for row in rows}
+
+    async def load_clocks(self, case_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[ClockState]]:
+        rows = await self.conn.fetch(
+            f"""SELECT {CLOCK_COLUMNS} FROM sla.clocks WHERE case_id = ANY($1::uuid[])
+                ORDER BY case_id, clock, cycle FOR UPDATE""",
+            list(set(case_ids)),
+        )
+        found: dict[uuid.UUID, list[ClockState]] = defaultdict(list)
+        for row in rows:
+            found[row["case_id"]].append(clock_from_row(row))
+        return found
+
+    async def save_facts(self, facts: Iterable[CaseFacts]) -> None:
+        await self.conn.executemany(
+            """INSERT INTO sla.cases (case_id, opened_at, channel, jurisdiction, category, priority, queue,
+                                      regulator_deadline)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+               ON CONFLICT (case_id) DO UPDATE SET
+                   opened_at = EXCLUDED.opened_at, channel = EXCLUDED.channel,
+                   jurisdiction = EXCLUDED.jurisdiction, category = EXCLUDED.category,
+                   priority = EXCLUDED.priority, queue = EXCLUDED.queue,
+                   regulator_deadline = EXCLUDED.regulator_deadline, updated_at = now()""",
+            [
+                (
+                    f.case_id,
+                    f.opened_at,
+                    f.channel,
+                    f.jurisdiction,
+                    f.category,
+                    f.priority,
+                    f.queue,
+                    f.regulator_deadline,
+                )
+                for f in facts
+            ],
+        )
+
+    async def save_clocks(self, clocks: Iterable[ClockState]) -> None:
+        rows = [clock_row(clock) for clock in clocks]
+        if rows:
+            await self.conn.executemany(_UPSERT_CLOCK, rows)
+
+    async def write_journal(self, entries: Iterable[JournalEntry]) -> None:
+        rows = [(e.case_id, e.clock.value, e.cycle, e.action, e.at, e.event_id, e.reason) for e in entries]
+        if rows:
+            await self.conn.executemany(
+                """INSERT INTO sla.clock_journal (case_id, clock, cycle, action, at, event_id, reason)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7)""",
+                rows,
+            )
+
+    async def queue_alerts(self, records: list[Record]) -> None:
+        await add_to_outbox(self.conn, OUTBOX_SOURCE, records)
+
+    # ---- the poller ----
+
+    async def due_clocks(self, now: datetime, limit: int) -> list[ClockState]:
+        """Running clocks with an alert due by ``now``, locked; clocks another worker holds are skipped."""
+        rows = await self.conn.fetch(
+            f"""SELECT {CLOCK_COLUMNS} FROM sla.clocks
+                WHERE next_due_at <= $1 ORDER BY next_due_at LIMIT $2 FOR UPDATE SKIP LOCKED""",
+            now,
+            limit,
+        )
+        return [clock_from_row(row) for row in rows]
+
+    async def mark_fired(self, clocks: Iterable[ClockState]) -> None:
+        rows = [(c.case_id, c.clock.value, c.cycle, sorted(c.fired), c.next_due_at) for c in clocks]
+        if rows:
+            await self.conn.executemany(
+                """UPDATE sla.clocks SET fired = $4, next_due_at = $5, updated_at = now()
+                   WHERE case_id = $1 AND clock = $2 AND cycle = $3""",
+                rows,
+            )
+
+    async def next_due_at(self) -> datetime | None:
+        value: datetime | None = await self.conn.fetchval("SELECT min(next_due_at) FROM sla.clocks")
+        return value
+
+
+def _lock_key(case_id: uuid.UUID) -> int:
+    """A signed 64-bit advisory lock key for a case (its UUID's first 8 bytes)."""
+    return int.from_bytes(case_id.bytes[:8], "big", signed=True)
+
+
+@asynccontextmanager
+async def unit_of_work(pool: asyncpg.Pool) -> AsyncIterator[SlaStore]:
+    async with transaction(pool) as conn:
+        yield SlaStore(conn)
+
+
+# ---- for other parts: ``parley case`` ----
+
+
+async def clocks_for_case(conn: DbConnection, case_id: uuid.UUID) -> list[ClockState]:
+    """Every clock run of a case, by clock name then run: status, policy and version, calendar, start,
+    deadline (as it stands; for a paused clock, as it stood when the pause began), pauses with their
+    reasons, alerts already fired (``fired``: dedup key suffixes) and when the next one falls due."""
+    rows = await conn.fetch(
+        f"SELECT {CLOCK_COLUMNS} FROM sla.clocks WHERE case_id = $1 ORDER BY clock, cycle",
+        case_id,
+    )
+    return [clock_from_row(row) for row in rows]
