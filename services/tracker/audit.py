@@ -2,14 +2,18 @@
 
 A row's hash covers its canonical content and the previous row's hash:
 
-    row_hash = sha256(prev_hash || canonical_json({case_id, seq, event_id, event_type, occurred_at, payload}))
+    row_hash = sha256(prev_hash || canonical_json({case_id, seq, event_id, event_type, occurred_at}) || "\n" || payload)
 
-The first row of a case chains to 32 zero bytes. Changing, removing or reordering any row breaks
-every hash after it; ``verify_chain`` says which row is the first that does not fit.
+where ``payload`` is the payload's canonical JSON text, which is also exactly the text the row's
+``jsonb`` column is written from. The first row of a case chains to 32 zero bytes. Changing,
+removing or reordering any row breaks the chain; ``verify_chain`` names the first row that does
+not fit.
 
-Canonical JSON: keys sorted, no spaces, UTF-8, numbers written as their shortest exact decimal
-(PostgreSQL's jsonb keeps numbers as decimals and may print them differently from Python, so
-1e+20, 100000000000000000000 and 1.0 / 1 hash alike), times as UTC ISO 8601 with microseconds.
+Canonical JSON is Python's own compact encoding with sorted keys (fast: the C encoder), of a
+value that survives PostgreSQL's jsonb unchanged: jsonb keeps numbers as decimals and prints
+them in plain notation, so a float that Python writes with an exponent upwards (1e+16 and
+beyond, always a whole number) is written as that whole number, and -0.0 as 0.0. Read back,
+the payload encodes to the same text. Times are UTC ISO 8601 with microseconds.
 """
 
 from __future__ import annotations
@@ -20,52 +24,39 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 GENESIS = bytes(32)
 
 
-def _number(value: int | float | Decimal) -> str:
-    exact = Decimal(str(value)) if isinstance(value, float) else Decimal(value)
-    if exact == 0:
-        return "0"
-    return format(exact.normalize(), "f")
+def _jsonb_stable(value: Any) -> Any:
+    if isinstance(value, float):
+        if value == 0.0:
+            return 0.0
+        if abs(value) >= 1e16:
+            return int(value)
+        return value
+    if isinstance(value, dict):
+        return {key: _jsonb_stable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonb_stable(item) for item in value]
+    return value
 
 
-def _write(value: Any, out: list[str]) -> None:
-    if value is None:
-        out.append("null")
-    elif isinstance(value, bool):
-        out.append("true" if value else "false")
-    elif isinstance(value, int | float | Decimal):
-        out.append(_number(value))
-    elif isinstance(value, str):
-        out.append(json.dumps(value, ensure_ascii=False))
-    elif isinstance(value, dict):
-        out.append("{")
-        for index, key in enumerate(sorted(value)):
-            if index:
-                out.append(",")
-            out.append(json.dumps(str(key), ensure_ascii=False))
-            out.append(":")
-            _write(value[key], out)
-        out.append("}")
-    elif isinstance(value, list | tuple):
-        out.append("[")
-        for index, item in enumerate(value):
-            if index:
-                out.append(",")
-            _write(item, out)
-        out.append("]")
-    else:
-        raise TypeError(f"not a JSON value: {type(value).__name__}")
+def _encode(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def canonical_text(value: Any) -> str:
+    """The canonical JSON text of a JSON value (dicts, lists, str, int, float, bool, None)."""
+    text = _encode(value)
+    if "e+" in text or "-0.0" in text:  # rare (and harmless when the match is inside a string): rewrite numbers
+        text = _encode(_jsonb_stable(value))
+    return text
 
 
 def canonical_json(value: Any) -> bytes:
-    out: list[str] = []
-    _write(value, out)
-    return "".join(out).encode()
+    return canonical_text(value).encode()
 
 
 def utc_text(moment: datetime) -> str:
@@ -81,27 +72,27 @@ class AuditRow:
     event_id: uuid.UUID
     event_type: str
     occurred_at: datetime
-    payload: Any
+    payload_text: str
+    """The payload's canonical JSON: hashed, and what the jsonb column is written from."""
     prev_hash: bytes
     row_hash: bytes
 
-    def content(self) -> bytes:
-        return row_content(self.case_id, self.seq, self.event_id, self.event_type, self.occurred_at, self.payload)
+    @property
+    def payload(self) -> Any:
+        return json.loads(self.payload_text)
 
 
 def row_content(
-    case_id: uuid.UUID, seq: int, event_id: uuid.UUID, event_type: str, occurred_at: datetime, payload: Any
+    case_id: uuid.UUID, seq: int, event_id: uuid.UUID, event_type: str, occurred_at: datetime, payload_text: str
 ) -> bytes:
-    return canonical_json(
-        {
-            "case_id": str(case_id),
-            "seq": seq,
-            "event_id": str(event_id),
-            "event_type": event_type,
-            "occurred_at": utc_text(occurred_at),
-            "payload": payload,
-        }
-    )
+    header = {
+        "case_id": str(case_id),
+        "seq": seq,
+        "event_id": str(event_id),
+        "event_type": event_type,
+        "occurred_at": utc_text(occurred_at),
+    }
+    return f"{_encode(header)}\n{payload_text}".encode()
 
 
 def chain_hash(prev_hash: bytes, content: bytes) -> bytes:
@@ -120,8 +111,9 @@ def append(
     """The next row of a case whose chain ends at (head_seq, head_hash)."""
     prev = head_hash if head_hash is not None else GENESIS
     seq = head_seq + 1
-    row_hash = chain_hash(prev, row_content(case_id, seq, event_id, event_type, occurred_at, payload))
-    return AuditRow(case_id, seq, event_id, event_type, occurred_at, payload, prev, row_hash)
+    text = canonical_text(payload)
+    row_hash = chain_hash(prev, row_content(case_id, seq, event_id, event_type, occurred_at, text))
+    return AuditRow(case_id, seq, event_id, event_type, occurred_at, text, prev, row_hash)
 
 
 @dataclass(frozen=True)
@@ -200,7 +192,9 @@ def verify_chain(case_id: uuid.UUID, rows: Sequence[StoredRow], head_seq: int, h
                 legacy,
                 _break(row, "its previous-row hash does not match the row before it (a row was changed or removed)"),
             )
-        content = row_content(case_id, row.seq, row.event_id, row.event_type, row.occurred_at, row.payload)
+        content = row_content(
+            case_id, row.seq, row.event_id, row.event_type, row.occurred_at, canonical_text(row.payload)
+        )
         if chain_hash(row.prev_hash, content) != row.row_hash:
             return Verification(
                 case_id,

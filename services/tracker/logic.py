@@ -224,9 +224,12 @@ class TrackerConfig:
     plan_broken_after_missed: int = 3
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class CaseState:
-    """A case as the ``cases`` row holds it (plus the feedback on it)."""
+    """A case as the ``cases`` row holds it (plus the feedback on it).
+
+    Mutable: a batch changes each case many times (every audit row moves its chain head), and
+    copying a twenty-field record each time cost more than the rest of the logic."""
 
     case_id: uuid.UUID
     customer_ref: str | None
@@ -474,8 +477,9 @@ class Batch:
         return self.world.cases[case_id]
 
     def _set(self, case_id: uuid.UUID, **changes: Any) -> CaseState:
-        case = replace(self.world.cases[case_id], **changes)
-        self.world.cases[case_id] = case
+        case = self.world.cases[case_id]
+        for name, value in changes.items():
+            setattr(case, name, value)
         if case_id not in self._opened_here:
             self.outcome.changed_cases.add(case_id)  # a case opened in this batch is inserted as it ends up
         return case

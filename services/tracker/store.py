@@ -264,7 +264,7 @@ async def write(conn: DbConnection, outcome: Outcome, records: list[Record]) -> 
             [r.case_id for r in rows],
             [r.event_type for r in rows],
             [r.occurred_at for r in rows],
-            [json.dumps(r.payload, ensure_ascii=False) for r in rows],
+            [r.payload_text for r in rows],
             [r.seq for r in rows],
             [r.prev_hash for r in rows],
             [r.row_hash for r in rows],

@@ -8,7 +8,6 @@ import json
 import uuid
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -18,6 +17,7 @@ from services.tracker.audit import (
     StoredRow,
     append,
     canonical_json,
+    canonical_text,
     row_content,
     verify_chain,
 )
@@ -70,7 +70,7 @@ def test_each_row_hashes_its_content_and_the_previous_hash() -> None:
     for previous, row in itertools.pairwise(rows):
         assert row.prev_hash == previous.row_hash
     first = rows[0]
-    content = row_content(CASE, 1, first.event_id, first.event_type, first.occurred_at, first.payload)
+    content = row_content(CASE, 1, first.event_id, first.event_type, first.occurred_at, canonical_text(first.payload))
     assert first.row_hash == hashlib.sha256(GENESIS + content).digest()
 
 
@@ -117,7 +117,9 @@ def test_a_rehashed_row_breaks_at_the_next_row() -> None:
     """A forger who recomputes the changed row's own hash still breaks the link to the next row."""
     rows = chain(4)
     forged_payload = {"data": {"n": 1, "amount": "0.01"}}
-    content = row_content(CASE, 2, rows[1].event_id, rows[1].event_type, rows[1].occurred_at, forged_payload)
+    content = row_content(
+        CASE, 2, rows[1].event_id, rows[1].event_type, rows[1].occurred_at, canonical_text(forged_payload)
+    )
     rows[1] = replace(rows[1], payload=forged_payload, row_hash=hashlib.sha256(rows[1].prev_hash + content).digest())
     result = verify(rows, head_hash=rows[-1].row_hash)
     assert result.first_break is not None
@@ -173,22 +175,35 @@ def test_hash_columns_cleared_on_one_row_are_named() -> None:
     assert result.first_break.problem == "hash columns partly empty"
 
 
-def test_canonical_json_is_stable_across_how_postgres_prints_numbers_and_keys() -> None:
-    python_side = {"b": 1.0, "a": [1e20, 0.68, -0.0, Decimal("12.50")], "c": "中文", "d": None, "e": False}
-    postgres_side = {"e": False, "d": None, "c": "中文", "a": [100000000000000000000, 0.68, 0, Decimal("12.5")], "b": 1}
-    assert canonical_json(python_side) == canonical_json(postgres_side)
-    assert canonical_json(python_side) == (
-        '{"a":[100000000000000000000,0.68,0,12.5],"b":1,"c":"中文","d":null,"e":false}'.encode()
+def test_canonical_json_survives_how_postgres_keeps_numbers() -> None:
+    """jsonb keeps numbers as decimals and prints them plainly: what is hashed must read back the same."""
+    written = {"b": 1.0, "a": [1e20, 0.68, -0.0, 1.5e-05, 7], "c": "中文 e+ -0.0", "d": None, "e": False}
+    text = canonical_text(written)
+    assert text == '{"a":[100000000000000000000,0.68,0.0,1.5e-05,7],"b":1.0,"c":"中文 e+ -0.0","d":null,"e":false}'
+    # What PostgreSQL prints for that jsonb, read back by the json codec, encodes to the same text.
+    printed = (
+        '{"a": [100000000000000000000, 0.68, 0.0, 0.000015, 7], "b": 1.0, "c": "中文 e+ -0.0", "d": null, "e": false}'
     )
+    assert canonical_text(json.loads(printed)) == text
+    assert canonical_json(written) == text.encode()
+
+
+def test_hash_uses_the_payload_text_written_to_the_database() -> None:
+    row = append(CASE, 0, None, uuid.UUID(int=1), "t", T0, {"z": 1, "a": [1.0, "x"]})
+    assert row.payload_text == '{"a":[1.0,"x"],"z":1}'
+    content = row_content(CASE, 1, uuid.UUID(int=1), "t", T0, row.payload_text)
+    assert row.row_hash == hashlib.sha256(GENESIS + content).digest()
 
 
 def test_times_hash_alike_in_any_offset() -> None:
     shanghai = timezone(timedelta(hours=8))
-    a = row_content(CASE, 1, uuid.UUID(int=1), "t", T0, {})
-    b = row_content(CASE, 1, uuid.UUID(int=1), "t", T0.astimezone(shanghai), {})
+    a = row_content(CASE, 1, uuid.UUID(int=1), "t", T0, "{}")
+    b = row_content(CASE, 1, uuid.UUID(int=1), "t", T0.astimezone(shanghai), "{}")
     assert a == b
 
 
 def test_canonical_json_refuses_what_json_cannot_hold() -> None:
     with pytest.raises(TypeError):
         canonical_json({"when": T0})
+    with pytest.raises(ValueError, match="Out of range float"):
+        canonical_json({"nan": float("nan")})
