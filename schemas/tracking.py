@@ -81,6 +81,10 @@ class CaseRoutedStep(TrackingData):
     queue: Queue
     priority: Priority
     escalation_level: NonNegativeInt = 0
+    lane: Literal["primary", "public_opinion"] = Field(
+        default="primary",
+        description="primary: the case's own queue; public_opinion: a copy for the PR desk (the case keeps its queue)",
+    )
 
 
 class FirstContact(TrackingData):

@@ -168,7 +168,7 @@ async def run(cases: int, batch: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.tracker.bench", description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", type=int, default=20_000, help="cases to open (then 3 more events each)")
+    parser.add_argument("--cases", type=int, default=10_000, help="cases to open (then 3 more events each)")
     parser.add_argument("--batch", type=int, default=Settings().batch_max_records, help="records per transaction")
     args = parser.parse_args(argv)
     asyncio.run(run(args.cases, args.batch))

@@ -618,14 +618,19 @@ class Batch:
             ),
         )
         self._set(case_id, status=S.ROUTED)
-        self._emit_routed(event, self._case(case_id), data.queue, data.escalation_level)
+        self._emit_routed(event, self._case(case_id), data.queue, data.escalation_level, data.lane)
         if data.category is Category.REPAYMENT_HARDSHIP:
             account = self._account(self._case(case_id))
             if account is not None:
                 self._request_plan(event.id, event.time, self._case(case_id), account, "tracker", None)
 
     def _emit_routed(
-        self, cause: CaseRoutedEvent | AgentEvent, case: CaseState, queue: Queue, escalation_level: int
+        self,
+        cause: CaseRoutedEvent | AgentEvent,
+        case: CaseState,
+        queue: Queue,
+        escalation_level: int,
+        lane: Literal["primary", "public_opinion"] = "primary",
     ) -> None:
         self._emit(
             case.case_id,
@@ -641,6 +646,7 @@ class Batch:
                     # Cases recorded before routing existed have no priority; P3 is the routine default.
                     priority=case.priority or Priority.P3,
                     escalation_level=escalation_level,
+                    lane=lane,
                 ),
             ),
         )
@@ -713,17 +719,21 @@ class Batch:
 
     def _do_routed(self, incoming: Incoming, event: CaseRoutedEvent, case: CaseState, after: CaseStatus) -> None:
         data = event.data
-        changes: dict[str, Any] = {"status": after, "queue": data.queue, "escalation_level": data.escalation_level}
+        changes: dict[str, Any] = {"status": after}
+        if data.lane == "primary":  # a copy for the PR desk leaves the case in its own queue
+            changes.update(queue=data.queue, escalation_level=data.escalation_level)
         if data.feedback_id not in case.feedback_ids:
             changes["feedback_ids"] = case.feedback_ids | {data.feedback_id}
             changes["feedback_count"] = case.feedback_count + 1
             self.outcome.feedback_added.append((case.case_id, data.feedback_id, event.time))
         case = self._set(case.case_id, **changes)
-        self._emit_routed(event, case, data.queue, data.escalation_level)
+        self._emit_routed(event, case, data.queue, data.escalation_level, data.lane)
         self.outcome.counts["routed_again"] += 1
 
     def _do_merged(self, incoming: Incoming, event: CaseRoutedEvent, case: CaseState, after: CaseStatus) -> None:
         data = event.data
+        if data.lane == "primary" and data.queue is not case.queue:
+            case = self._set(case.case_id, queue=data.queue)  # routing moved the case (out of the AI lane)
         if data.feedback_id in case.feedback_ids:
             return  # the same merged feedback delivered to one more queue: on record already
         case = self._set(

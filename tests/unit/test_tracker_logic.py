@@ -131,14 +131,36 @@ def test_no_plan_request_without_a_known_debt_or_for_other_categories() -> None:
     assert "plan.requested" not in tracking_types(other)
 
 
-def test_a_second_delivery_of_a_new_case_is_one_more_routing_not_a_second_case() -> None:
+def test_a_copy_for_the_pr_desk_is_one_more_routing_not_a_second_case() -> None:
     world, case_id = opened_world()
-    copy = routed(FEEDBACK, queue="public_opinion", at=T0 + timedelta(seconds=5))
+    copy = routed(FEEDBACK, queue="public_opinion", lane="public_opinion", at=T0 + timedelta(seconds=5))
     outcome = run(world, copy)
     assert tracking_types(outcome) == ["tracking.routed"]
+    (step,) = emitted_of(outcome, "tracking.routed")
+    assert step.data.queue is Queue.PUBLIC_OPINION
+    assert step.data.lane == "public_opinion"
     assert outcome.cases_to_insert == []
     assert world.cases[case_id].feedback_count == 1
-    assert world.cases[case_id].queue is Queue.PUBLIC_OPINION
+    assert world.cases[case_id].queue is Queue.LOANS, "the case stays in its own queue"
+
+
+def test_a_merge_that_moves_the_case_updates_its_queue() -> None:
+    world, case_id = opened_world()
+    merged = routed(
+        an_id("moving"), kind="merged", case_id=case_id, queue="senior_complaints", match_basis="customer_token"
+    )
+    run(world, merged)
+    assert world.cases[case_id].queue is Queue.SENIOR_COMPLAINTS
+    copy = routed(
+        an_id("moving"),
+        kind="merged",
+        case_id=case_id,
+        queue="public_opinion",
+        lane="public_opinion",
+        match_basis="customer_token",
+    )
+    run(world, copy)
+    assert world.cases[case_id].queue is Queue.SENIOR_COMPLAINTS
 
 
 def test_merged_feedback_joins_the_case_once() -> None:

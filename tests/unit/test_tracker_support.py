@@ -74,11 +74,14 @@ def routed(
     escalation_level: int = 0,
     regulator: bool = False,
     event_id: uuid.UUID | None = None,
+    lane: str = "primary",
     **link: Any,
 ) -> Incoming:
     body = json.loads(json.dumps(_ROUTED))
     data = body["data"]
-    body["id"] = str(event_id or an_id(f"routed:{feedback_id}:{kind}:{queue}:{escalation_level}:{at.isoformat()}"))
+    body["id"] = str(
+        event_id or an_id(f"routed:{feedback_id}:{kind}:{queue}:{escalation_level}:{at.isoformat()}:{lane}")
+    )
     body["time"] = at.isoformat()
     data.update(
         case_id=str(case_id or case_id_for(feedback_id)),
@@ -88,6 +91,7 @@ def routed(
         queue=queue,
         escalation_level=escalation_level,
         routed_at=at.isoformat(),
+        lane=lane,
         link={"kind": kind, **{k: str(v) if isinstance(v, uuid.UUID) else v for k, v in link.items()}},
     )
     if received_at is not None:
