@@ -60,7 +60,7 @@ def wanted_for(events: list[Routed]) -> store.Wanted:
     for event in events:
         if isinstance(event, CaseTriagedEvent):
             data = event.data
-            wanted.feedback_ids.add(data.feedback_id)
+            wanted.triaged_ids.add(data.feedback_id)
             if data.customer_ref:
                 wanted.customer_refs.add(data.customer_ref)
             if data.case_id:

@@ -205,6 +205,9 @@ class RoutingState:
     keys: dict[str, tuple[uuid.UUID, uuid.UUID]] = field(default_factory=dict)
     """Explicit references (a social post, a regulator referral) -> (case id, feedback that brought it)."""
     feedback: dict[uuid.UUID, FeedbackRecord] = field(default_factory=dict)
+    """Feedback whose triage a decision needs (a split, an escalation), with the case it is on."""
+    placed: set[uuid.UUID] = field(default_factory=set)
+    """Feedback already on a case (a second triage of one changes nothing)."""
     posts: dict[str, PostState] = field(default_factory=dict)
     averages: dict[str, RateAverage] = field(default_factory=dict)
     backlog: Counter[Queue] = field(default_factory=Counter)
@@ -556,6 +559,7 @@ def _open_case(
 
 def _record_feedback(state: RoutingState, case: CaseState, data: CaseTriaged, received_at: datetime) -> None:
     state.feedback[data.feedback_id] = FeedbackRecord(data.feedback_id, case.case_id, data, received_at)
+    state.placed.add(data.feedback_id)
     state.changes.feedback.add(data.feedback_id)
     if isinstance(data.details, SocialDetails):
         state.add_key(post_key(data.details), case.case_id, data.feedback_id)
@@ -568,7 +572,7 @@ def _record_feedback(state: RoutingState, case: CaseState, data: CaseTriaged, re
 
 def on_triaged(data: CaseTriaged, state: RoutingState, rules: RoutingRules, now: datetime) -> list[Output]:
     """Open or join a case, place it, and bring in the PR desk when a social post spreads."""
-    if data.feedback_id in state.feedback:
+    if data.feedback_id in state.placed or data.feedback_id in state.feedback:
         return []  # already routed (a second triage of the same feedback)
     received_at = received_at_of(data)
     identity = identify(data, state, rules)

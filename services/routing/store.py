@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from services.runtime.db import DbConnection
 
 CONSUMER = "routing"
+SEPARATOR = "\x1f"  # joins a text[] column's values in one text cell for unnest (no reference contains it)
+
+
+def _joined(values: Iterable[str]) -> str:
+    return SEPARATOR.join(sorted(values))
 
 
 @dataclass
@@ -43,6 +48,9 @@ class Wanted:
     case_ids: set[uuid.UUID] = field(default_factory=set)
     keys: set[str] = field(default_factory=set)
     feedback_ids: set[uuid.UUID] = field(default_factory=set)
+    """Feedback whose triage is needed (splits)."""
+    triaged_ids: set[uuid.UUID] = field(default_factory=set)
+    """Feedback arriving now: only whether it is already on a case."""
     post_keys: set[str] = field(default_factory=set)
     rate_scopes: set[str] = field(default_factory=set)
 
@@ -90,8 +98,10 @@ def _assignment(row: Any) -> Assignment:
 
 async def _load_cases(conn: DbConnection, state: RoutingState, case_ids: list[uuid.UUID], customers: list[str]) -> None:
     rows = await conn.fetch(
-        """SELECT * FROM routing.cases
-           WHERE case_id = ANY($1::uuid[]) OR (is_open AND customer_ref = ANY($2::text[]))
+        """SELECT * FROM routing.cases WHERE case_id IN (
+               SELECT case_id FROM routing.cases WHERE case_id = ANY($1::uuid[])
+               UNION ALL
+               SELECT case_id FROM routing.cases WHERE is_open AND customer_ref = ANY($2::text[]))
            ORDER BY case_id FOR UPDATE""",
         case_ids,
         customers,
@@ -144,6 +154,11 @@ async def load(conn: DbConnection, wanted: Wanted) -> RoutingState:
     for row in key_rows:
         state.keys[row["key"]] = (row["case_id"], row["feedback_id"])
     await _load_feedback(conn, state, list(wanted.feedback_ids))
+    if wanted.triaged_ids:
+        rows = await conn.fetch(
+            "SELECT feedback_id FROM routing.feedback WHERE feedback_id = ANY($1::uuid[])", list(wanted.triaged_ids)
+        )
+        state.placed.update(row["feedback_id"] for row in rows)
     case_ids = (
         wanted.case_ids
         | {case_id for case_id, _ in state.keys.values()}
@@ -213,41 +228,48 @@ async def save(conn: DbConnection, state: RoutingState, records: list[Record], n
     changes = state.changes
     cases = [state.cases[case_id] for case_id in sorted(changes.cases)]
     if cases:
-        await conn.executemany(
+        # One statement per table (unnest), not one per row: a batch writes hundreds of rows.
+        await conn.execute(
             """INSERT INTO routing.cases (case_id, customer_ref, is_open, problem_group, categories, flags, priority,
                    human_required, regulator_refs, opened_at, updated_at, opening_feedback_id, split_from)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+               SELECT case_id, customer_ref, is_open, problem_group, string_to_array(categories, $14),
+                   string_to_array(flags, $14), priority, human_required, string_to_array(regulator_refs, $14),
+                   opened_at, updated_at, opening_feedback_id, split_from
+               FROM unnest($1::uuid[], $2::text[], $3::boolean[], $4::text[], $5::text[], $6::text[], $7::text[],
+                   $8::boolean[], $9::text[], $10::timestamptz[], $11::timestamptz[], $12::uuid[], $13::uuid[])
+                   AS t(case_id, customer_ref, is_open, problem_group, categories, flags, priority, human_required,
+                        regulator_refs, opened_at, updated_at, opening_feedback_id, split_from)
                ON CONFLICT (case_id) DO UPDATE SET customer_ref = EXCLUDED.customer_ref, is_open = EXCLUDED.is_open,
                    categories = EXCLUDED.categories, flags = EXCLUDED.flags, priority = EXCLUDED.priority,
                    human_required = EXCLUDED.human_required, regulator_refs = EXCLUDED.regulator_refs,
                    updated_at = EXCLUDED.updated_at""",
-            [
-                (
-                    case.case_id,
-                    case.customer_ref,
-                    case.is_open,
-                    case.problem_group,
-                    sorted(c.value for c in case.categories),
-                    sorted(f.value for f in case.flags),
-                    case.priority.value,
-                    case.human_required,
-                    sorted(case.regulator_refs),
-                    case.opened_at,
-                    case.updated_at,
-                    case.opening_feedback_id,
-                    case.split_from,
-                )
-                for case in cases
-            ],
+            [case.case_id for case in cases],
+            [case.customer_ref for case in cases],
+            [case.is_open for case in cases],
+            [case.problem_group for case in cases],
+            [_joined(c.value for c in case.categories) for case in cases],
+            [_joined(f.value for f in case.flags) for case in cases],
+            [case.priority.value for case in cases],
+            [case.human_required for case in cases],
+            [_joined(case.regulator_refs) for case in cases],
+            [case.opened_at for case in cases],
+            [case.updated_at for case in cases],
+            [case.opening_feedback_id for case in cases],
+            [case.split_from for case in cases],
+            SEPARATOR,
         )
     if changes.feedback:
-        await conn.executemany(
-            """INSERT INTO routing.feedback (feedback_id, case_id, received_at, triaged) VALUES ($1, $2, $3, $4)
+        placed = [state.feedback[feedback_id] for feedback_id in sorted(changes.feedback)]
+        await conn.execute(
+            """INSERT INTO routing.feedback (feedback_id, case_id, received_at, triaged)
+               SELECT feedback_id, case_id, received_at, triaged::jsonb
+               FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[])
+                   AS t(feedback_id, case_id, received_at, triaged)
                ON CONFLICT (feedback_id) DO UPDATE SET case_id = EXCLUDED.case_id""",
-            [
-                (record.feedback_id, record.case_id, record.received_at, record.triaged.model_dump(mode="json"))
-                for record in (state.feedback[feedback_id] for feedback_id in sorted(changes.feedback))
-            ],
+            [record.feedback_id for record in placed],
+            [record.case_id for record in placed],
+            [record.received_at for record in placed],
+            [record.triaged.model_dump_json() for record in placed],
         )
     if changes.new_keys:
         rows = [(key, *state.keys[key]) for key in sorted(changes.new_keys)]
@@ -267,38 +289,35 @@ async def save(conn: DbConnection, state: RoutingState, records: list[Record], n
             [(key, *state.keys[key]) for key in sorted(changes.moved_keys)],
         )
     if changes.assignments:
-        await conn.executemany(
+        assigned = [(case_id, state.cases[case_id].assignments[lane]) for case_id, lane in sorted(changes.assignments)]
+        await conn.execute(
             """INSERT INTO routing.assignments (case_id, lane, queue, filter_name, target_index, timeout_seconds,
                    escalation_level, overflow, priority, feedback_id, routed_at, due_at, waiting, accepted_at,
                    accepted_by)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+               SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::integer[], $6::integer[],
+                   $7::integer[], $8::boolean[], $9::text[], $10::uuid[], $11::timestamptz[], $12::timestamptz[],
+                   $13::boolean[], $14::timestamptz[], $15::text[])
                ON CONFLICT (case_id, lane) DO UPDATE SET queue = EXCLUDED.queue, filter_name = EXCLUDED.filter_name,
                    target_index = EXCLUDED.target_index, timeout_seconds = EXCLUDED.timeout_seconds,
                    escalation_level = EXCLUDED.escalation_level, overflow = EXCLUDED.overflow,
                    priority = EXCLUDED.priority, feedback_id = EXCLUDED.feedback_id, routed_at = EXCLUDED.routed_at,
                    due_at = EXCLUDED.due_at, waiting = EXCLUDED.waiting, accepted_at = EXCLUDED.accepted_at,
                    accepted_by = EXCLUDED.accepted_by""",
-            [
-                (
-                    case_id,
-                    a.lane.value,
-                    a.queue.value,
-                    a.filter_name,
-                    a.target_index,
-                    a.timeout_seconds,
-                    a.escalation_level,
-                    a.overflow,
-                    a.priority.value,
-                    a.feedback_id,
-                    a.routed_at,
-                    a.due_at,
-                    a.waiting,
-                    a.accepted_at,
-                    a.accepted_by,
-                )
-                for case_id, lane in sorted(changes.assignments)
-                for a in (state.cases[case_id].assignments[lane],)
-            ],
+            [case_id for case_id, _ in assigned],
+            [a.lane.value for _, a in assigned],
+            [a.queue.value for _, a in assigned],
+            [a.filter_name for _, a in assigned],
+            [a.target_index for _, a in assigned],
+            [a.timeout_seconds for _, a in assigned],
+            [a.escalation_level for _, a in assigned],
+            [a.overflow for _, a in assigned],
+            [a.priority.value for _, a in assigned],
+            [a.feedback_id for _, a in assigned],
+            [a.routed_at for _, a in assigned],
+            [a.due_at for _, a in assigned],
+            [a.waiting for _, a in assigned],
+            [a.accepted_at for _, a in assigned],
+            [a.accepted_by for _, a in assigned],
         )
     if changes.posts:
         await conn.executemany(

@@ -1,0 +1,154 @@
+"""Routing throughput: ``python -m services.routing.bench`` (part of ``make bench``).
+
+The processor's own work, minus the broker: simulated channel traffic (follow-ups of recent
+customers through other channels, updates of social posts, anonymous posts) is masked and triaged
+first, untimed; then the case.triaged events go through routing in batches, each one transaction as
+in the worker (claims, identity and placement, virality, outbox, queue counters), against a real
+PostgreSQL: the server ``DATABASE_URL`` names (a scratch database is created and dropped) or an
+embedded one. Then every case is made overdue and the escalation timer runs. Prints cases per second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+
+from schemas import topics
+from schemas.channels import SocialDetails
+from services.intake.logic import Accepted, normalise
+from services.routing.app import Router
+from services.routing.rules import load_rules
+from services.runtime.db import connect_pool
+from services.runtime.deadletter import InboundMessage
+from services.runtime.embedded import start_embedded_database
+from services.runtime.settings import Settings
+from services.simulator.app import CHANNEL_WEIGHTS
+from services.simulator.logic import Memory, generate
+from services.triage.app import triaged_event
+from services.triage.logic import Triage
+
+START = datetime(2026, 11, 22, 1, 0, tzinfo=UTC)
+
+
+def _out(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def triaged_messages(count: int, topic: str, seed: int = 2026) -> list[InboundMessage]:
+    """``count`` case.triaged records from simulated traffic, as triage would publish them."""
+    rng = random.Random(seed)  # noqa: S311 - simulation
+    memory = Memory()
+    channels, weights = list(CHANNEL_WEIGHTS), list(CHANNEL_WEIGHTS.values())
+    accepted = []
+    for n in range(count):
+        at = START + timedelta(seconds=n / 50)  # 50 messages a second of event time
+        message = generate(rng.choices(channels, weights)[0], rng, at, n, malformed_share=0.0, memory=memory)
+        outcome = normalise(message.channel, message.value, received_at=at, max_body_bytes=1 << 20, pii_key=b"bench")
+        assert isinstance(outcome, Accepted)
+        accepted.append(outcome.event)
+    triage = Triage.shipped()
+    results = triage.assess_many(
+        [
+            (f.data.text, f.data.channel, f.data.details if isinstance(f.data.details, SocialDetails) else None)
+            for f in accepted
+        ]
+    )
+    records = []
+    for offset, (feedback, result) in enumerate(zip(accepted, results, strict=True)):
+        event = triaged_event(feedback, result, triage.ruleset_version, feedback.time)
+        key = (feedback.data.customer_ref or str(feedback.id)).encode()
+        records.append(InboundMessage(topic, 0, offset, key, event.to_json_bytes(), []))
+    return records
+
+
+@asynccontextmanager
+async def scratch_database() -> AsyncIterator[str]:
+    configured = os.environ.get("PARLEY_DATABASE_URL") or os.environ.get("DATABASE_URL")
+    if not configured:
+        with tempfile.TemporaryDirectory(prefix="parley-bench-") as directory:
+            database = start_embedded_database(Path(directory) / "pg", delete_on_stop=True)
+            try:
+                yield database.url
+            finally:
+                database.stop()
+        return
+    name = f"parley_bench_routing_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(configured)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    scheme, _, rest = configured.partition("://")
+    authority, _, tail = rest.partition("/")
+    _, question, query = tail.partition("?")
+    try:
+        yield f"{scheme}://{authority}/{name}{question}{query}"
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def run(count: int, batch: int) -> None:
+    settings = Settings()
+    rules = load_rules(settings.routing_rules_path)
+    prepared_at = time.perf_counter()
+    messages = triaged_messages(count + batch, settings.topic(topics.CASE_TRIAGED))
+    _out(f"routing bench: {len(messages):,} triaged events prepared in {time.perf_counter() - prepared_at:.1f} s")
+    async with scratch_database() as url:
+        pool = await connect_pool(url, min_size=1, max_size=2)
+        try:
+            router = Router(pool, settings, rules)
+            await router.handle(messages[:batch])  # warm up: connections, statement caches
+            counts: Counter[str] = Counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
+            for first in range(batch, len(messages), batch):
+                counts.update(await router.handle(messages[first : first + batch]))
+            elapsed = time.perf_counter() - started
+            cpu = time.process_time() - cpu_started
+            _out(
+                f"routing bench: {count:,} triaged cases routed in {elapsed:.2f} s = {count / elapsed:,.0f} cases/s "
+                f"(routing process CPU {cpu / elapsed:.0%}, batches of {batch}): {counts['routed_new_case']:,} new "
+                f"cases, {counts['routed_merged']:,} merged, {counts['routed_post_update']:,} post updates, "
+                f"{counts['routed_public_opinion']:,} PR copies, {counts['alerts']:,} alerts, "
+                f"{counts['overflowed']:,} overflowed to the AI lane"
+            )
+            async with pool.acquire() as conn:
+                due = await conn.execute(
+                    "UPDATE routing.assignments SET due_at = $1 WHERE due_at IS NOT NULL", START - timedelta(days=1)
+                )
+            overdue = int(due.split()[-1])
+            started = time.perf_counter()
+            looked_at = 0
+            while (done := await router.escalate_due(datetime.now(UTC))) > 0:
+                looked_at += done
+            elapsed = time.perf_counter() - started
+            _out(
+                f"routing bench: escalation timer: {overdue:,} overdue assignments handled in {elapsed:.2f} s = "
+                f"{looked_at / elapsed:,.0f}/s (batches of {settings.routing_timer_batch})"
+            )
+        finally:
+            await pool.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.routing.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=20_000, help="triaged events to route")
+    parser.add_argument("--batch", type=int, default=Settings().batch_max_records, help="records per transaction")
+    args = parser.parse_args(argv)
+    asyncio.run(run(args.cases, args.batch))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
