@@ -54,6 +54,10 @@ class IncomeAndExpenditure(PublishedModel):
     essential_expenditure: Money | None = None
     other_debt_payments: Money | None = None
     household_size: PositiveInt = 1
+    savings_available: Money | None = Field(
+        default=None,
+        description="What the customer could pay at once (savings, family help): a lump-sum settlement needs it",
+    )
 
 
 class PlanRequested(PublishedModel):
@@ -68,6 +72,12 @@ class PlanRequested(PublishedModel):
     preferred_instalment: Money | None = Field(default=None, description="What the customer says they can pay")
     preferred_kinds: PlanKinds = Field(default_factory=list, description="The customer's choice, if stated")
     as_of: Day
+    method: Literal["annuity", "equal_principal"] | None = Field(
+        default=None, description="Schedule method; unset: the plan policy's for the product and jurisdiction"
+    )
+    day_count: Literal["30/360", "actual/365", "actual/360"] | None = Field(
+        default=None, description="Day-count convention; unset: the plan policy's for the product and jurisdiction"
+    )
 
 
 class PlanRequestedEvent(CloudEvent[PlanRequested]):
@@ -106,6 +116,14 @@ class PlanProposal(PublishedModel):
     loss_vs_contract: Money = Field(description="What the bank gives up against the contract, in present value")
     approval_tier: ApprovalTier
     schedule: list[Instalment] = Field(min_length=1)
+    opening_balance: Money | None = Field(
+        default=None,
+        description="Principal the plan repays (capitalised arrears included): the schedule's principal plus "
+        "principal_waived equals it exactly",
+    )
+    principal_waived: Money | None = Field(default=None, description="Principal a settlement forgives")
+    annual_rate: Rate | None = Field(default=None, description="The lowest yearly rate the plan charges")
+    first_due_date: Day | None = None
 
 
 class RefusedOption(PublishedModel):
@@ -117,6 +135,12 @@ class PlanProposed(PublishedModel):
     request_id: UUID
     case_id: UUID
     monthly_surplus: Money = Field(description="Income less essentials and other debts, before the margin")
+    affordable_instalment: Money | None = Field(
+        default=None, description="The surplus less the policy's margin: what a plan's month may take at most"
+    )
+    total_owed: Money | None = Field(
+        default=None, description="Principal, accrued interest, penalty interest and fees on the request's date"
+    )
     surplus_from_defaults: bool = Field(description="True when household defaults filled missing expenditure")
     expected_recovery_without_plan: Money
     proposals: list[PlanProposal] = Field(description="Ranked; empty when nothing is affordable and allowed")
