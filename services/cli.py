@@ -31,6 +31,7 @@ from services.runtime.logs import configure_logging
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections
 from services.simulator.app import SimulatorStats, simulate
+from services.sla.cli import register as register_sla_commands
 from services.tracker.cli import register as register_tracker_commands
 
 if TYPE_CHECKING:
@@ -479,6 +480,7 @@ def build_parser() -> argparse.ArgumentParser:
     listing.set_defaults(handler=command_schemas_list)
     register_tracker_commands(commands)
     register_routing_commands(commands)
+    register_sla_commands(commands)
     return parser
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import subprocess
+import sys
 import time
 import uuid
 from collections import Counter, defaultdict
@@ -262,6 +264,22 @@ async def test_cases_run_to_warning_breach_and_escalation_once_each_with_two_wor
     assert names == {"SlaWarning": BREACHING_CASES, "SlaBreached": BREACHING_CASES, "SlaEscalated": BREACHING_CASES}
     resolved = [a for a in alertmanager.received if a["startsAt"] == a["endsAt"]]
     assert {a["labels"]["case_id"] for a in resolved} == {str(contacted)}
+
+    # On-call's view: `parley alerts` prints one line per alert.
+    follow = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.cli", "alerts", "--from-beginning", "--max", str(expected), "--timeout", "60"],
+        env=pipeline.env(),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert follow.returncode == 0, follow.stderr
+    lines = follow.stdout.splitlines()
+    assert len(lines) == expected + 1  # a header, then the alerts
+    assert sum("BREACHED" in line for line in lines) == BREACHING_CASES
+    assert sum("ESCALATED" in line and "-> duty_manager (level 1)" in line for line in lines) == BREACHING_CASES
+    assert "\033[" not in follow.stdout  # not a terminal: no colour codes
 
     # The same events again (a tracker's retry): nothing new.
     await publish(producer, pipeline, published)
