@@ -22,6 +22,7 @@ from services.runtime.db import transaction
 from services.runtime.deadletter import InboundMessage
 from services.runtime.errors import PermanentError
 from services.runtime.kafka import event_record
+from services.runtime.metrics import counter
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
 from services.tracker import store
@@ -39,6 +40,19 @@ from services.tracker.logic import (
 log = logging.getLogger(__name__)
 
 PROCESSOR = "tracker"
+
+TRACKER_STEPS = counter(
+    "parley_tracker_steps_total",
+    "What the tracker did, by step: opened, merged, split, rejected (impossible transitions), parked, unparked, "
+    "plans_requested, plans_active, plans_completed, plans_broken, resolved, follow_up_requested, closed, duplicates.",
+    ("step",),
+)
+
+
+def _count(counts: dict[str, int]) -> None:
+    for step, number in counts.items():
+        if number:
+            TRACKER_STEPS.labels(step=step).inc(number)
 
 
 def tracker_config(settings: Settings) -> TrackerConfig:
@@ -153,6 +167,7 @@ class Tracker:
             outcome = batch.finish()
             records = [event_record(self._emit_topics[e.topic], e.key, e.event) for e in outcome.emitted]
             await store.write(conn, outcome, records)
+        _count(dict(outcome.counts))
         return len(fired)
 
 
@@ -167,7 +182,9 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
         return tracker
 
     async def handle(messages: list[InboundMessage]) -> None:
-        app.counters.update(await the_tracker().handle(messages))
+        counts = await the_tracker().handle(messages)
+        app.counters.update(counts)
+        _count(counts)
 
     @app.agent(app.topic(*consumed_topics(settings)), name="tracker")
     async def tracker_agent(stream: Any) -> None:
