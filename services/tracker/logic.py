@@ -428,7 +428,10 @@ class Batch:
             return
         if timer.kind == "follow_up" and case.status is S.RESOLVED:
             assert case.resolved_at is not None
-            cause = lifecycle_event_id(case.case_id, f"follow_up_requested:{audit.utc_text(timer.due_at)}")
+            # The due time and the case's place in its history name the request: the same on a replay, and a
+            # second resolution due at the same instant still gets an id of its own.
+            name = f"follow_up_requested:{audit.utc_text(timer.due_at)}"
+            cause = lifecycle_event_id(case.case_id, name, case.audit_seq)
             event = FollowUpRequestedEvent(
                 id=cause,
                 source=SOURCE,
@@ -448,7 +451,7 @@ class Batch:
                 else "closed: no follow-up answer in the configured time"
             )
             self._set(case.case_id, status=S.CLOSED)
-            cause = lifecycle_event_id(case.case_id, f"closed:{audit.utc_text(timer.due_at)}")
+            cause = lifecycle_event_id(case.case_id, f"closed:{audit.utc_text(timer.due_at)}", case.audit_seq)
             self._emit(
                 case.case_id,
                 CaseClosedEvent(

@@ -5,6 +5,7 @@ Ids and times must be replay-stable: every id derives from its cause, every time
 
 from __future__ import annotations
 
+import copy
 import uuid
 from datetime import timedelta
 
@@ -308,7 +309,8 @@ def test_resolution_arms_the_follow_up_which_arms_the_close() -> None:
     (request,) = emitted_of(fired, "tracking.follow_up_requested")
     assert request.time == due, "the request's time is the due time, not when the poller ran"
     assert request.data.resolved_at == resolved_at
-    assert request.id == lifecycle_event_id(case_id, f"follow_up_requested:{utc_text(due)}")
+    head = world.cases[case_id].audit_seq - 1  # the request is the last row; its id names the head before it
+    assert request.id == lifecycle_event_id(case_id, f"follow_up_requested:{utc_text(due)}", head)
     assert fired.timers == {(case_id, "follow_up"): None, (case_id, "close"): due + CONFIG.close_after}
 
     done_at = due + timedelta(days=1)
@@ -330,7 +332,7 @@ def test_firing_a_timer_twice_emits_the_same_event() -> None:
     world, case_id = opened_world()
     run(world, action("resolved", case_id, T0, resolution="explained"))
     due = T0 + CONFIG.follow_up_after
-    first, second = Batch(world, CONFIG), Batch(World(cases=dict(world.cases)), CONFIG)
+    first, second = Batch(world, CONFIG), Batch(World(cases=copy.deepcopy(world.cases)), CONFIG)
     first.fire(DueTimer(case_id, "follow_up", due))
     second.fire(DueTimer(case_id, "follow_up", due))
     assert first.finish().emitted[0].event == second.finish().emitted[0].event
