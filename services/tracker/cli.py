@@ -43,8 +43,11 @@ SHOWN_FIELDS = (
     "resolution",
     "satisfaction",
     "rejected_type",
+    "requested_by",
+    "request_id",
     "reason",
 )
+LONG_FIELDS = frozenset({"reason"})
 
 
 def _out(text: str = "") -> None:
@@ -109,9 +112,12 @@ def _summary(payload: Any) -> str:
             continue
         if isinstance(value, dict) and "amount" in value:
             value = f"{value['amount']} {value.get('currency', '')}".strip()
+        if isinstance(value, list):
+            value = len(value)  # plan.proposed's proposals: how many
         text = str(value)
-        parts.append(f"{name}={text[:80] + '…' if len(text) > 80 else text}")
-    for money in ("amount", "amount_due", "total_repaid", "proposed_instalment"):
+        limit = 300 if name in LONG_FIELDS else 80
+        parts.append(f"{name}={text[:limit] + '…' if len(text) > limit else text}")
+    for money in ("amount", "amount_due", "total_repaid", "proposed_instalment", "preferred_instalment"):
         value = data.get(money)
         if isinstance(value, dict) and "amount" in value:
             parts.append(f"{money}={value['amount']} {value.get('currency', '')}".rstrip())
