@@ -190,8 +190,8 @@ async def show_case(pool: asyncpg.Pool, case_id: uuid.UUID) -> int:
         case = await store.case_row(conn, case_id)
         if case is None:
             waiting = await store.parked_count(conn, case_id)
-            parked = f"; {waiting} events are parked for it, waiting for routing to open it" if waiting else ""
-            _err(f"parley case: no case {case_id} on record{parked}")
+            note = f"; {waiting} events are parked for it, waiting for routing to open it" if waiting else ""
+            _err(f"parley case: no case {case_id} on record{note}")
             return 1
         rows = await store.stored_audit_rows(conn, case_id)
         plans = await store.plans_of(conn, case_id)
