@@ -164,7 +164,7 @@ def routing_summary(counts: PipelineCounts) -> list[str]:
     lines = [
         "Routed, by queue (deliveries; backlog = routed and not yet accepted):",
         f"  {'queue':<20} {'routed':>8} {'new case':>9} {'merged':>8} {'post upd':>9} {'split':>6} "
-        f"{'escalated':>10} {'PR copy':>8} {'overflow':>9} {'backlog':>8}",
+        f"{'escalated':>10} {'PR copy':>8} {'overflow in':>11} {'backlog':>8}",
     ]
     for queue in Queue:
         name = queue.value
@@ -172,7 +172,7 @@ def routing_summary(counts: PipelineCounts) -> list[str]:
             f"{counts.routed[(name, kind)]:>{width},}" for kind, width in zip(kinds, (9, 8, 9, 6, 10, 8), strict=True)
         )
         lines.append(
-            f"  {name:<20} {counts.routed_to(name):>8,} {cells} {counts.overflowed[name]:>9,} "
+            f"  {name:<20} {counts.routed_to(name):>8,} {cells} {counts.overflowed[name]:>11,} "
             f"{counts.backlog.get(name, 0):>8,}"
         )
     links = counts.links()

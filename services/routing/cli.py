@@ -178,7 +178,7 @@ async def _queues(url: str, rules: RoutingRules) -> list[str]:
     finally:
         await conn.close()
     lines = [
-        f"  {'queue':<20} {'backlog':>8} {'limit':>7} {'routed':>8} {'accepted':>9} {'overflow':>9} "
+        f"  {'queue':<20} {'backlog':>8} {'limit':>7} {'routed':>8} {'accepted':>9} {'to AI':>9} "
         f"{'escalated':>10}  sees",
     ]
     totals: Counter[str] = Counter()
@@ -208,8 +208,8 @@ async def _queues(url: str, rules: RoutingRules) -> list[str]:
         0, f"Queues ({'last change ' + updated.isoformat(timespec='seconds') if updated else 'nothing routed yet'}):"
     )
     lines.append(
-        "backlog: routed and not yet accepted (nor resolved, nor escalated away); overflow: sent to the AI lane "
-        "because the queue was full; escalated: left the queue unaccepted after its timeout."
+        "backlog: routed and not yet accepted (nor resolved, nor escalated away); to AI: cases this queue sent to "
+        "the AI lane because it was full; escalated: left the queue unaccepted after its timeout."
     )
     return lines
 

@@ -192,6 +192,7 @@ class Changes:
     routed: Counter[Queue] = field(default_factory=Counter)
     accepted: Counter[Queue] = field(default_factory=Counter)
     overflowed: Counter[Queue] = field(default_factory=Counter)
+    """Cases each queue sent to the AI lane because it was full (counted on the full queue)."""
     escalated: Counter[Queue] = field(default_factory=Counter)
 
 
@@ -229,8 +230,6 @@ class RoutingState:
         self.backlog[assignment.queue] += 1
         self.changes.waiting[assignment.queue] += 1
         self.changes.routed[assignment.queue] += 1
-        if assignment.overflow:
-            self.changes.overflowed[assignment.queue] += 1
         self.changes.assignments.add((case.case_id, assignment.lane))
         self.touch(case)
 
@@ -339,6 +338,16 @@ def place(
         else:
             reasons.append(_reason("overflow", f"{full}, but overflow allows only {rules.overflow.allow.describe()}"))
     return Placement(chosen, index, queue, priority, timeout, overflow, tuple(reasons))
+
+
+def _place_and_assign(
+    case: CaseState, placement: Placement, feedback_id: uuid.UUID, state: RoutingState, now: datetime
+) -> Assignment:
+    assignment = _assignment(placement, Lane.PRIMARY, feedback_id, 0, now)
+    state.assign(case, assignment)
+    if placement.overflow:
+        state.changes.overflowed[placement.filter.targets[placement.target_index].queue] += 1
+    return assignment
 
 
 def _assignment(placement: Placement, lane: Lane, feedback_id: uuid.UUID, level: int, now: datetime) -> Assignment:
@@ -584,8 +593,7 @@ def on_triaged(data: CaseTriaged, state: RoutingState, rules: RoutingRules, now:
             return []
         case = _open_case(case_id, data, received_at, rules, state)
         placement = place(view_of(data), rules, state.backlog)
-        primary = _assignment(placement, Lane.PRIMARY, data.feedback_id, 0, now)
-        state.assign(case, primary)
+        primary = _place_and_assign(case, placement, data.feedback_id, state, now)
         _record_feedback(state, case, data, received_at)
         link = CaseLink(kind="new_case")
         reasons = [_reason("merge", note) for note in identity.reasons] + list(placement.reasons)
@@ -636,8 +644,7 @@ def _primary_after_merge(
     if Lane.PRIMARY not in case.assignments:  # a case that never had a queue (rules changed under it): place it
         placement = place(_case_view(case, data), rules, state.backlog)
         reasons.extend(placement.reasons)
-        state.assign(case, _assignment(placement, Lane.PRIMARY, data.feedback_id, 0, now))
-        return case.assignments[Lane.PRIMARY]
+        return _place_and_assign(case, placement, data.feedback_id, state, now)
     primary = case.assignments[Lane.PRIMARY]
     primary.feedback_id = data.feedback_id
     state.changes.assignments.add((case.case_id, Lane.PRIMARY))
@@ -962,7 +969,7 @@ def on_merge_undone(
             case.regulator_refs.discard(key)
     state.touch(case)
     placement = place(view_of(data), rules, state.backlog)
-    state.assign(split, _assignment(placement, Lane.PRIMARY, data.feedback_id, 0, now))
+    _place_and_assign(split, placement, data.feedback_id, state, now)
     reasons = [_reason("merge", f"agent {action.agent_id} undid the merge into case {case.case_id}")]
     reasons += placement.reasons
     link = CaseLink(kind="split", split_from_case_id=case.case_id, split_by=action.agent_id)
