@@ -18,11 +18,13 @@ Pure: no I/O, no clock (the request's ``as_of`` is the day everything is compute
 7. ``settlement_instalments``, then ``settlement_lump_sum`` - the last resort, for debts late
    enough, forgiving at most the policy's share.
 
-The waterfall applies levers 2-6 one after another and stops at the first affordable plan. Beside
-it the engine builds alternatives (without or with the holiday, the customer's preferred
-instalment and kinds, one lever alone, a step-up rate, a promise to pay, settlements), checks each
-against the caps and approval tiers, values it for the bank, and ranks what is affordable and
-allowed by its expected value; everything else is listed as refused, with the reason.
+The waterfall's answer is the first affordable of: the promise to pay (1); levers 2-6 applied one
+after another, stopping as soon as the plan is affordable; the settlement in instalments (7); the
+lump sum. Beside it the engine builds alternatives (with or without the holiday, at the customer's
+preferred instalment, with the kinds the customer asked for, one lever alone, a step-up rate,
+the other whole-plan kinds), checks each against the caps and approval tiers, values it for the
+bank, and ranks what is affordable and allowed by expected value, always keeping the waterfall's
+answer and the customer's choice among those shown; the rest is listed as refused, with the reason.
 
 **Affordable** means every calendar month's payments fit in the monthly surplus (income less
 essentials, household defaults filling what the statement leaves out, less other debts) less the
@@ -343,15 +345,16 @@ class Assessed:
     plan_id: uuid.UUID
 
 
-@dataclass(frozen=True, slots=True)
-class Candidate:
+class Candidate(NamedTuple):
     shape: Shape
     origin: str
-    """waterfall, preferred, alternative: what the candidate was built for."""
+    """waterfall (the waterfall's answer), preferred (the customer's choice), alternative."""
     notes: tuple[str, ...] = ()
     """Why a lever stopped short (a cap, a floor): part of the refusal when it stays unaffordable."""
     hopeless: bool = False
     """Even every lever at its limit does not make it affordable."""
+    fits: bool = False
+    """Affordable (its heaviest month fits the target it was built for; a lump sum, the savings)."""
 
 
 # --------------------------------------------------------------------------------------------- engine
@@ -392,6 +395,7 @@ class _Planner:
         self._rows: dict[Terms, list[Row]] = {}
         self._peaks: dict[Terms, int] = {}
         self._terms_of: dict[Shape, Terms] = {}
+        self._built: dict[Shape, Built] = {}
         view = policy.bank_view
         self.discount_rate = float(view.discount_rate)
         self.recovery_rate = float(view.no_plan.recovery_rate[position.product])
@@ -453,6 +457,7 @@ class _Planner:
         offered = {kind for a in proposals for kind in a.built.shape.kinds}
         # One reason a kind: the customer's own choice first, then the waterfall's, then the other variants.
         reasons: dict[PlanKind, str] = dict(self._ineligible_preferences())
+        reasons.update((kind, reason) for kind, reason in self._not_needed() if kind not in reasons)
         for a in sorted(refused, key=lambda a: -_ORIGIN_WEIGHT[a.origin]):
             kind = a.built.shape.kinds[-1]
             if kind in reasons or (kind in offered and a.origin != "preferred"):
@@ -461,6 +466,21 @@ class _Planner:
             reasons[kind] = a.refusal[:500]
         ordered = sorted(reasons.items(), key=lambda item: _ORDER_INDEX[item[0]])
         return [{"kind": kind.value, "reason": reason} for kind, reason in ordered[:MAX_REFUSED]]
+
+    def _not_needed(self) -> Iterator[tuple[PlanKind, str]]:
+        """When the contract as it stands fits, restructuring is not needed: say so rather than stay silent."""
+        if not self._fits(self.contract, self.target):
+            return
+        heaviest = self.describe.money(self._build(self.contract).instalment)
+        for kind in (PlanKind.TERM_EXTENSION, PlanKind.CARD_INSTALMENT, PlanKind.RATE_REDUCTION):
+            if kind in self.caps.kinds:
+                yield (
+                    kind,
+                    (
+                        f"not needed: the contract's own heaviest month ({heaviest}) fits the affordable "
+                        f"{self.describe.money(self.target)}"
+                    ),
+                )
 
     def _ineligible_preferences(self) -> Iterator[tuple[PlanKind, str]]:
         position = self.position
@@ -486,9 +506,14 @@ class _Planner:
         levers = frozenset(k for k in RESTRUCTURING if k in allowed)
         if not self.temporary and PlanKind.DEFERRAL not in position.preferred_kinds:
             levers -= {PlanKind.DEFERRAL}
+        # The waterfall's answer is the first affordable of: the promise, the restructuring, the settlements.
+        answered = False
         if PlanKind.PROMISE_TO_PAY in allowed and position.overdue_total > 0:
-            yield self._promise()
-        main = self._waterfall(levers, self.target, "waterfall")
+            promise = self._promise()
+            answered = promise.fits
+            yield promise._replace(origin="waterfall") if answered else promise
+        main = self._waterfall(levers, self.target, "alternative" if answered else "waterfall")
+        answered = answered or main.fits
         yield main
         preferred = position.preferred_instalment
         if not main.hopeless:  # otherwise every variant with fewer or weaker levers is hopeless too
@@ -507,24 +532,35 @@ class _Planner:
             chosen = frozenset(wanted | ({PlanKind.CAPITALISE_ARREARS} & levers))
             yield self._waterfall(chosen, target, "preferred", force_deferral=PlanKind.DEFERRAL in wanted)
         if self._settlement_ineligible() is None:
-            if PlanKind.SETTLEMENT_INSTALMENTS in allowed:
-                yield self._settlement(instalments=True)
-            if PlanKind.SETTLEMENT_LUMP_SUM in allowed:
-                yield self._settlement(instalments=False)
+            for kind, instalments in ((PlanKind.SETTLEMENT_INSTALMENTS, True), (PlanKind.SETTLEMENT_LUMP_SUM, False)):
+                if kind in allowed:
+                    settlement = self._settlement(instalments=instalments)
+                    if settlement.fits and not answered:
+                        answered = True
+                        settlement = settlement._replace(origin="waterfall")
+                    yield settlement
 
     def _with_step_ups(self, candidates: Iterable[Candidate]) -> Iterable[Candidate]:
+        """After each affordable plan with a rate reduction, the same with the rate stepping back up to the
+        contract's after the policy's months, and the term lengthened as far as that needs (within the cap)."""
         after = self.policy.rate_reduction.step_up_after_months
         for candidate in candidates:
             yield candidate
             shape = candidate.shape
-            if (
-                after
-                and PlanKind.RATE_REDUCTION in shape.kinds
-                and shape.months > after
-                and not shape.step_up
-                and self._fits(shape, self.target)  # a step-up only raises the heaviest month
-            ):
-                yield Candidate(shape._replace(step_up=True), "alternative")
+            if not (after and PlanKind.RATE_REDUCTION in shape.kinds and candidate.fits and not shape.step_up):
+                continue
+            stepped = shape._replace(step_up=True)
+            if shape.months > after and self._fits(stepped, self.target):
+                yield Candidate(stepped, "alternative", fits=True)
+                continue
+            lever = PlanKind.CARD_INSTALMENT if shape.card else PlanKind.TERM_EXTENSION
+            high = self.caps.max_term_months - shape.holiday
+            if lever not in self.caps.kinds or max(shape.months, after) >= high:
+                continue
+            base = stepped.adding(lever)
+            longer = self._solve_months(base, max(shape.months, after) + 1, high, self.target, [], "step-up")
+            if self._fits(longer, self.target):
+                yield Candidate(longer, "alternative", fits=True)
 
     # ------------------------------------------------------------------------------ the waterfall
 
@@ -534,13 +570,13 @@ class _Planner:
         relief = self._most_relief(levers)
         if relief.kinds and not self._surely_fits(relief, target) and not self._fits(relief, target):
             # Nothing in between can fit either: every lever only lowers the heaviest month up to its limit.
-            return Candidate(relief, origin, (self._limits_note(relief),), hopeless=True)
+            return Candidate(relief, origin, (self._limits_note(relief),), hopeless=True, fits=False)
         shape = self.contract
         notes: list[str] = []
         for kind in RESTRUCTURING:
             if kind not in levers:
                 continue
-            if shape.kinds and self._fits(shape, target):
+            if self._fits(shape, target):  # the contract itself, when it fits, needs no lever at all
                 deferral_pending = force_deferral and PlanKind.DEFERRAL not in shape.kinds
                 if not deferral_pending:
                     break
@@ -549,7 +585,7 @@ class _Planner:
             applied = self._apply(kind, shape, target, notes)
             if applied is not None:
                 shape = applied
-        return Candidate(shape, origin, tuple(notes))
+        return Candidate(shape, origin, tuple(notes), fits=bool(shape.kinds) and self._fits(shape, target))
 
     def _most_relief(self, levers: frozenset[PlanKind]) -> Shape:
         """Every lever that lowers the heaviest month, at its policy limit (a holiday raises it: left out)."""
@@ -828,7 +864,7 @@ class _Planner:
         ]
         for shape in shapes:
             if self._build(shape).largest_month <= self.target:
-                return Candidate(shape, "alternative")
+                return Candidate(shape, "alternative", fits=True)
         return Candidate(shapes[-1], "alternative")
 
     def _settlement_ineligible(self) -> str | None:
@@ -854,7 +890,12 @@ class _Planner:
     def _settlement(self, *, instalments: bool) -> Candidate:
         lump, spread = self._settlement_amounts()
         if not instalments:
-            return Candidate(Shape(kinds=(PlanKind.SETTLEMENT_LUMP_SUM,), settlement_amount=lump), "alternative")
+            savings = self.position.savings
+            return Candidate(
+                Shape(kinds=(PlanKind.SETTLEMENT_LUMP_SUM,), settlement_amount=lump),
+                "alternative",
+                fits=savings is not None and lump <= savings,
+            )
         most = self.policy.settlement.max_instalments
         shapes = [
             Shape(kinds=(PlanKind.SETTLEMENT_INSTALMENTS,), settlement_amount=spread, settlement_instalments=k)
@@ -862,17 +903,22 @@ class _Planner:
         ]
         for shape in shapes:
             if self._build(shape).largest_month <= self.target:
-                return Candidate(shape, "alternative")
+                return Candidate(shape, "alternative", fits=True)
         return Candidate(shapes[-1], "alternative")
 
     # ------------------------------------------------------------------------------ building
 
     def _build(self, shape: Shape) -> Built:
-        if shape.settlement_amount is not None:
-            return self._build_settlement(shape)
-        if shape.promise_payments:
-            return self._build_promise(shape)
-        return self._build_restructured(shape)
+        built = self._built.get(shape)
+        if built is None:
+            if shape.settlement_amount is not None:
+                built = self._build_settlement(shape)
+            elif shape.promise_payments:
+                built = self._build_promise(shape)
+            else:
+                built = self._build_restructured(shape)
+            self._built[shape] = built
+        return built
 
     def _build_restructured(self, shape: Shape) -> Built:
         position, describe = self.position, self.describe
