@@ -27,6 +27,7 @@ from schemas.triage import CaseTriagedEvent
 from services.routing import logic, store
 from services.routing.logic import Alert, Delivery, Lane, Output, RoutingState
 from services.routing.rules import RoutingRules, load_rules
+from services.runtime import metrics
 from services.runtime.db import transaction
 from services.runtime.deadletter import InboundMessage
 from services.runtime.errors import PermanentError
@@ -44,6 +45,37 @@ ACTION_MODELS: dict[str, type[BaseModel]] = {
 }
 
 Routed = CaseTriagedEvent | CaseAcceptedEvent | MergeUndoneEvent | ResolvedEvent | ReopenedEvent
+
+DELIVERIES = metrics.counter(
+    "parley_routing_deliveries_total",
+    "Cases routed to a queue, by how the delivery relates to the case (new_case, merged, post_update, split, "
+    "escalated; public_opinion for the PR desk's copy).",
+    ("queue", "link"),
+)
+OVERFLOWS = metrics.counter(
+    "parley_routing_overflows_total", "Cases a full queue sent to the AI lane, by the full queue.", ("queue",)
+)
+VIRAL_ALERTS = metrics.counter(
+    "parley_routing_viral_alerts_total", "Reputational alerts raised for spreading social posts.", ("severity",)
+)
+BACKLOG = metrics.gauge(
+    "parley_routing_queue_backlog", "Unaccepted cases per queue, as this worker last saw it.", ("queue",)
+)
+
+
+def observe(outputs: list[Output], state: RoutingState) -> None:
+    """Count what a committed batch routed (bounded labels only: queues, link kinds, severities)."""
+    for output in outputs:
+        if isinstance(output, Alert):
+            VIRAL_ALERTS.labels(output.event.data.severity.value).inc()
+            continue
+        data = output.event.data
+        link = "public_opinion" if data.lane == Lane.PUBLIC_OPINION.value else data.link.kind
+        DELIVERIES.labels(data.queue.value, link).inc()
+    for queue, count in state.changes.overflowed.items():
+        OVERFLOWS.labels(queue.value).inc(count)
+    for queue, waiting in state.backlog.items():
+        BACKLOG.labels(queue.value).set(waiting)
 
 
 def _event_type(value: bytes) -> str | None:
@@ -135,6 +167,7 @@ class Router:
                 outputs += self.apply(event, state, now, counts)
             records = await self.records(conn, outputs)
             await store.save(conn, state, records, now)
+        observe(outputs, state)
         counts.update(_kinds(outputs))
         return counts
 
@@ -207,6 +240,7 @@ class Router:
                 outputs += logic.on_timeout(case, lane, record, self.rules, state, now)
             records = await self.records(conn, outputs)
             await store.save(conn, state, records, now)
+        observe(outputs, state)
         if outputs:
             log.info("escalated", extra={"escalations": len(outputs)})
         return len(due)
