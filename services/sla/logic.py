@@ -290,13 +290,14 @@ def fire_due(book: PolicyBook, clock: ClockState, now: datetime) -> tuple[ClockS
         return replace(clock, next_due_at=None), []
     alerts: list[Alert] = []
     fired = set(clock.fired)
-    for mark in marks(book, clock):
+    timeline = marks(book, clock)
+    for mark in timeline:
         if mark.at > now or mark.key in fired:
             continue
         fired.add(mark.key)
         alerts.append(_mark_alert(book, clock, mark))
-    clock = replace(clock, fired=frozenset(fired))
-    return replace(clock, next_due_at=_next_due(book, clock)), alerts
+    next_due = min((m.at for m in timeline if m.key not in fired), default=None)
+    return replace(clock, fired=frozenset(fired), next_due_at=next_due), alerts
 
 
 # ---- alerts ----
@@ -446,7 +447,7 @@ def on_event(facts: CaseFacts | None, clocks: Sequence[ClockState], event: SlaEv
 
     for key in list(outcome.clocks):
         clock = current[key]
-        if clock.status is ClockStatus.RUNNING:
+        if clock.status is ClockStatus.RUNNING and clock.next_due_at is not None and clock.next_due_at <= event.at:
             fired, alerts = fire_due(book, clock, event.at)
             put(fired)
             outcome.alerts.extend(alerts)
@@ -679,7 +680,7 @@ def _start(
     put: Put,
     only: ClockName | None = None,
 ) -> None:
-    for name in [only] if only is not None else book.clock_names():
+    for name in [only] if only is not None else book.started_by(trigger):
         if _active(current, name) is not None:
             continue
         selection = book.select(name, facts.profile(), at)

@@ -369,18 +369,42 @@ class PolicyBook:
         pause_conditions: Mapping[str, list[str]],
     ) -> None:
         self._versions: dict[tuple[str, int], PolicyVersion] = {}
-        self._order: list[str] = []
+        self._by_policy: dict[str, list[PolicyVersion]] = {}
+        """Each policy's versions, latest first; policies in file order."""
+        self._selectors: dict[tuple[str, int], list[tuple[frozenset[str], str]]] = {}
+        self._starters: dict[str, list[ClockName]] = {}
         for version in versions:
             self.add(version)
         self._calendars = dict(calendars)
         self._calendar_defs: dict[str, dict[str, Any]] = {}
+        self._resolved: dict[tuple[str, str, int], BusinessCalendar] = {}
         self.pause_conditions = {name: [word.casefold() for word in words] for name, words in pause_conditions.items()}
 
     def add(self, version: PolicyVersion) -> None:
         """A version from the file, or one that left the file but still has clocks (read back from the database)."""
-        self._versions.setdefault(version.key, version)
-        if version.policy.id not in self._order:
-            self._order.append(version.policy.id)
+        if version.key in self._versions:
+            return
+        self._versions[version.key] = version
+        versions = self._by_policy.setdefault(version.policy.id, [])
+        versions.append(version)
+        versions.sort(key=lambda v: v.policy.effective_from, reverse=True)
+        selector = version.policy.selector
+        self._selectors[version.key] = [
+            (frozenset(item.value for item in wanted), field)
+            for wanted, field in (
+                (selector.jurisdictions, "jurisdiction"),
+                (selector.channels, "channel"),
+                (selector.categories, "category"),
+                (selector.priorities, "priority"),
+                (selector.queues, "queue"),
+            )
+            if wanted
+        ]
+        for clock in version.policy.clocks:
+            for trigger in (*clock.starts_on, *clock.restarts_on):
+                names = self._starters.setdefault(trigger, [])
+                if clock.name not in names:
+                    names.append(clock.name)
 
     @property
     def versions(self) -> list[PolicyVersion]:
@@ -393,14 +417,19 @@ class PolicyBook:
         return found
 
     def in_force(self, policy_id: str, at: Any) -> PolicyVersion | None:
-        candidates = [v for v in self._versions.values() if v.policy.id == policy_id and v.policy.effective_from <= at]
-        return max(candidates, key=lambda v: v.policy.effective_from, default=None)
+        for version in self._by_policy.get(policy_id, ()):
+            if version.policy.effective_from <= at:
+                return version
+        return None
+
+    def selects(self, version: PolicyVersion, case: CaseProfile) -> bool:
+        return all(getattr(case, field) in wanted for wanted, field in self._selectors[version.key])
 
     def select(self, clock: ClockName, case: CaseProfile, at: Any) -> Selection | None:
         """The first policy, in file order, in force at ``at``, that selects the case and defines the clock."""
-        for policy_id in self._order:
+        for policy_id in self._by_policy:
             version = self.in_force(policy_id, at)
-            if version is None or not _selects(version.policy.selector, case):
+            if version is None or not self.selects(version, case):
                 continue
             config = version.policy.clock(clock)
             if config is not None:
@@ -415,27 +444,43 @@ class PolicyBook:
                     names.append(clock.name)
         return names
 
+    def started_by(self, trigger: str) -> list[ClockName]:
+        """Clocks some policy starts (or restarts) on this event type."""
+        return self._starters.get(trigger, [])
+
     def triggers(self) -> set[str]:
         """Every event type some clock starts, stops, restarts or cancels on."""
         return {t for v in self._versions.values() for clock in v.policy.clocks for t in clock.triggers()}
 
     def calendar(self, name: str, version: PolicyVersion | None = None) -> BusinessCalendar:
         """The calendar as the version defined it (a version read back from the database may differ from the file)."""
-        current = self._calendars.get(name)
         if version is None or name not in version.calendars:
+            current = self._calendars.get(name)
             if current is None:
                 raise KeyError(f"no calendar named {name!r}")
             return current
-        wanted = version.calendars[name]
-        if current is not None and self._calendar_defs.get(name, wanted.definition()) == wanted.definition():
+        key = (name, *version.key)
+        found = self._resolved.get(key)
+        if found is None:
+            found = self._calendar_as_defined(name, version.calendars[name])
+            self._resolved[key] = found
+        return found
+
+    def _calendar_as_defined(self, name: str, wanted: CalendarConfig) -> BusinessCalendar:
+        current = self._calendars.get(name)
+        definition = wanted.definition()
+        if current is not None and self._calendar_defs.get(name, definition) == definition:
             return current
-        key = f"{name}@{hashlib.sha256(json.dumps(wanted.definition(), sort_keys=True).encode()).hexdigest()[:12]}"
-        if key not in self._calendars:
-            self._calendars[key] = build_calendar(name, wanted, load_holiday_files(wanted.holiday_files))
-        return self._calendars[key]
+        digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:12]
+        built = self._calendars.get(f"{name}@{digest}")
+        if built is None:
+            built = build_calendar(name, wanted, load_holiday_files(wanted.holiday_files))
+            self._calendars[f"{name}@{digest}"] = built
+        return built
 
     def remember_calendar_definitions(self, calendars: Mapping[str, CalendarConfig]) -> None:
         self._calendar_defs = {name: config.definition() for name, config in calendars.items()}
+        self._resolved.clear()
 
     def pause_condition(self, reason: str) -> str | None:
         """The pause condition a reason names: its id, or one of its words, anywhere in the text."""
@@ -444,17 +489,6 @@ class PolicyBook:
             if name.casefold() in text or any(word in text for word in words):
                 return name
         return None
-
-
-def _selects(selector: SelectorConfig, case: CaseProfile) -> bool:
-    pairs: list[tuple[list[Any], str | None]] = [
-        (selector.jurisdictions, case.jurisdiction),
-        (selector.channels, case.channel),
-        (selector.categories, case.category),
-        (selector.priorities, case.priority),
-        (selector.queues, case.queue),
-    ]
-    return all(not wanted or (value is not None and value in {w.value for w in wanted}) for wanted, value in pairs)
 
 
 # ---- files ----
