@@ -21,6 +21,7 @@ from schemas.catalog import EVENTS
 from schemas.channels import Channel
 from schemas.validate import find_event_type, validate_lines
 from services.monitor import PipelineMonitor, routing_progress, routing_summary
+from services.planner.cli import register as register_planner_commands
 from services.routing.cli import register as register_routing_commands
 from services.runtime.db import connect_pool
 from services.runtime.embedded import die_with_parent
@@ -481,6 +482,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_tracker_commands(commands)
     register_routing_commands(commands)
     register_sla_commands(commands)
+    register_planner_commands(commands)
     return parser
 
 

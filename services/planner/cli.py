@@ -105,7 +105,8 @@ def read_request(document: Any, raw: bytes, *, today: date, source: str) -> Plan
             debt.setdefault(name, "0.00")
         _fill_schedule_defaults(debt, request["as_of"])
         for name in DEBT_AMOUNTS:
-            debt[name] = _money(debt.get(name), currency)
+            if name in debt:
+                debt[name] = _money(debt[name], currency)
     income = request.get("income")
     if isinstance(income, dict):
         income = request["income"] = dict(income)
