@@ -58,6 +58,9 @@ PAUSE = "agent.clock_paused"
 RESUME = "agent.clock_resumed"
 EXTEND = "sla.extend"
 """An extension request (no agent action carries one yet: see ``on_event``)."""
+CLOCK_REQUESTS = (PAUSE, RESUME, EXTEND)
+MAX_PARKED = 20
+"""Requests kept per case for clocks it does not have yet; the oldest go first (journaled)."""
 
 Alert = CloudEvent[Any]
 
@@ -91,6 +94,8 @@ class CaseFacts:
     priority: str | None = None
     queue: str | None = None
     regulator_deadline: datetime | None = None
+    parked: tuple[SlaEvent, ...] = ()
+    """Agents' requests (pause, resume, extend) for a clock the case does not have yet, oldest first."""
 
     @property
     def selectable(self) -> bool:
@@ -431,12 +436,12 @@ def on_event(facts: CaseFacts | None, clocks: Sequence[ClockState], event: SlaEv
         for clock in [c for c in current.values() if c.status.active]:
             _follow_case(book, clock, updated, event, outcome, put)
 
-    if event.trigger == PAUSE:
-        _pause(book, current, event, outcome, put)
-    elif event.trigger == RESUME:
-        _resume(book, current, event, outcome, put)
-    elif event.trigger == EXTEND:
-        _extend(book, current, event, outcome, put)
+    if event.trigger in CLOCK_REQUESTS:
+        assert event.clock is not None
+        if any(c.clock is event.clock for c in current.values()):
+            _REQUESTS[event.trigger](book, current, event, outcome, put)
+        else:
+            _park(event, outcome)
 
     _stop_and_restart(book, current, updated, event, outcome, put)
 
@@ -452,6 +457,31 @@ def on_event(facts: CaseFacts | None, clocks: Sequence[ClockState], event: SlaEv
             put(fired)
             outcome.alerts.extend(alerts)
     return outcome
+
+
+def _park(event: SlaEvent, outcome: Outcome) -> None:
+    """Agents' actions and the tracker's steps travel on two topics with no order between them: a pause can
+    arrive before the clock it names. Keep it and apply it, at its own time, when the clock starts."""
+    assert event.clock is not None
+    parked = (*outcome.facts.parked, event)
+    for dropped in parked[:-MAX_PARKED]:
+        assert dropped.clock is not None
+        outcome.journal.append(
+            JournalEntry(dropped.case_id, dropped.clock, None, "parked_dropped", dropped.at, dropped.event_id)
+        )
+    outcome.facts = replace(outcome.facts, parked=parked[-MAX_PARKED:])
+    outcome.journal.append(
+        JournalEntry(event.case_id, event.clock, None, "parked", event.at, event.event_id, event.trigger)
+    )
+
+
+def _apply_parked(book: PolicyBook, current: Clocks, name: ClockName, outcome: Outcome, put: Put) -> None:
+    waiting = sorted((p for p in outcome.facts.parked if p.clock is name), key=lambda p: p.at)
+    if not waiting:
+        return
+    outcome.facts = replace(outcome.facts, parked=tuple(p for p in outcome.facts.parked if p.clock is not name))
+    for request in waiting:
+        _REQUESTS[request.trigger](book, current, request, outcome, put)
 
 
 def _active(current: Clocks, name: ClockName) -> ClockState | None:
@@ -631,6 +661,13 @@ def _extend(book: PolicyBook, current: Clocks, event: SlaEvent, outcome: Outcome
     put(extended)
 
 
+_REQUESTS: dict[str, Callable[[PolicyBook, Clocks, SlaEvent, Outcome, Put], None]] = {
+    PAUSE: _pause,
+    RESUME: _resume,
+    EXTEND: _extend,
+}
+
+
 def _finish(
     book: PolicyBook, clock: ClockState, status: ClockStatus, event: SlaEvent, outcome: Outcome, put: Put
 ) -> ClockState:
@@ -720,6 +757,7 @@ def _start(
             )
         )
         put(clock)
+        _apply_parked(book, current, name, outcome, put)
 
 
 # ---- questions people ask (the CLI) ----

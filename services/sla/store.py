@@ -22,7 +22,7 @@ from schemas.values import ClockName
 from services.runtime.db import add_to_outbox, claim_messages, transaction
 from services.runtime.errors import ConfigurationError
 from services.runtime.kafka import Record
-from services.sla.logic import CaseFacts, ClockState, ClockStatus, JournalEntry, PauseRecord
+from services.sla.logic import CaseFacts, ClockState, ClockStatus, JournalEntry, PauseRecord, SlaEvent
 from services.sla.policies import PolicyVersion
 
 if TYPE_CHECKING:
@@ -64,6 +64,40 @@ def _pauses(text: str) -> tuple[PauseRecord, ...]:
             p["condition"],
         )
         for p in json.loads(text)
+    )
+
+
+def _parked_json(parked: Sequence[SlaEvent]) -> str:
+    return json.dumps(
+        [
+            {
+                "event_id": str(e.event_id),
+                "trigger": e.trigger,
+                "at": e.at.isoformat(),
+                "clock": e.clock.value if e.clock else None,
+                "reason": e.reason,
+                "agent_id": e.agent_id,
+                "approved_by": e.approved_by,
+            }
+            for e in parked
+        ],
+        ensure_ascii=False,
+    )
+
+
+def _parked(text: str, case_id: uuid.UUID) -> tuple[SlaEvent, ...]:
+    return tuple(
+        SlaEvent(
+            event_id=uuid.UUID(e["event_id"]),
+            trigger=e["trigger"],
+            case_id=case_id,
+            at=datetime.fromisoformat(e["at"]),
+            clock=ClockName(e["clock"]) if e["clock"] else None,
+            reason=e["reason"],
+            agent_id=e["agent_id"],
+            approved_by=e["approved_by"],
+        )
+        for e in json.loads(text)
     )
 
 
@@ -180,11 +214,14 @@ class SlaStore:
 
     async def load_facts(self, case_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CaseFacts]:
         rows = await self.conn.fetch(
-            """SELECT case_id, opened_at, channel, jurisdiction, category, priority, queue, regulator_deadline
+            """SELECT case_id, opened_at, channel, jurisdiction, category, priority, queue, regulator_deadline,
+                      parked::text AS parked
                FROM sla.cases WHERE case_id = ANY($1::uuid[])""",
             list(set(case_ids)),
         )
-        return {row["case_id"]: CaseFacts(**dict(row)) for row in rows}
+        return {
+            row["case_id"]: CaseFacts(**{**dict(row), "parked": _parked(row["parked"], row["case_id"])}) for row in rows
+        }
 
     async def load_clocks(self, case_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[ClockState]]:
         rows = await self.conn.fetch(
@@ -200,13 +237,14 @@ class SlaStore:
     async def save_facts(self, facts: Iterable[CaseFacts]) -> None:
         await self.conn.executemany(
             """INSERT INTO sla.cases (case_id, opened_at, channel, jurisdiction, category, priority, queue,
-                                      regulator_deadline)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                                      regulator_deadline, parked)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::text::jsonb)
                ON CONFLICT (case_id) DO UPDATE SET
                    opened_at = EXCLUDED.opened_at, channel = EXCLUDED.channel,
                    jurisdiction = EXCLUDED.jurisdiction, category = EXCLUDED.category,
                    priority = EXCLUDED.priority, queue = EXCLUDED.queue,
-                   regulator_deadline = EXCLUDED.regulator_deadline, updated_at = now()""",
+                   regulator_deadline = EXCLUDED.regulator_deadline, parked = EXCLUDED.parked,
+                   updated_at = now()""",
             [
                 (
                     f.case_id,
@@ -217,6 +255,7 @@ class SlaStore:
                     f.priority,
                     f.queue,
                     f.regulator_deadline,
+                    _parked_json(f.parked),
                 )
                 for f in facts
             ],

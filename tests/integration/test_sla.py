@@ -27,6 +27,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from schemas import topics
+from schemas.agent import ClockPaused, ClockPausedEvent, ClockResumed, ClockResumedEvent
 from schemas.channels import Channel
 from schemas.envelope import CloudEvent
 from schemas.tracking import (
@@ -37,7 +38,7 @@ from schemas.tracking import (
     FirstContact,
     FirstContactEvent,
 )
-from schemas.values import CaseStatus, Category, ContactChannel, Jurisdiction, Priority
+from schemas.values import CaseStatus, Category, ClockName, ContactChannel, Jurisdiction, Priority
 from services.runtime.kafka import ensure_topics
 from tests.integration.conftest import Pipeline, _with_database, read_topic
 
@@ -321,3 +322,98 @@ async def test_cases_run_to_warning_breach_and_escalation_once_each_with_two_wor
     assert sorted((a["id"], a["data"]["dedup_key"], a["time"]) for a in replayed) == sorted(
         (a["id"], a["data"]["dedup_key"], a["time"]) for a in alerts
     )
+
+
+PAUSABLE = """
+calendars:
+  always: {time_zone: UTC, holidays: every-day, working_hours: ["00:00-24:00"]}
+pause_conditions:
+  waiting_on_customer: [customer]
+policies:
+  - id: it-pausable
+    version: 1
+    effective_from: 2020-01-01T00:00:00Z
+    clocks:
+      - name: resolution
+        calendar: always
+        target: {amount: 10, unit: minutes}
+        starts_on: [tracking.opened]
+        stops_on: [tracking.resolved]
+        pause_conditions: [waiting_on_customer]
+"""
+
+
+def agent_action(kind: str, case_id: uuid.UUID, at: datetime, reason: str) -> bytes:
+    model = ClockPausedEvent if kind == "clock_paused" else ClockResumedEvent
+    data = (ClockPaused if kind == "clock_paused" else ClockResumed)(
+        case_id=case_id, agent_id="E20731", clock=ClockName.RESOLUTION, reason=reason
+    )
+    event = model(id=uuid.uuid4(), source="/agent-desktop/test", time=at, subject=str(case_id), data=data)
+    return event.to_json_bytes()
+
+
+async def test_an_agent_pauses_and_resumes_a_clock_and_a_pause_without_an_allowed_reason_is_refused(
+    pipeline: Pipeline,
+    producer: AIOKafkaProducer,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policies = tmp_path / "sla-policies.yaml"
+    policies.write_text(PAUSABLE, encoding="utf-8")
+    monkeypatch.setenv("PARLEY_SLA_POLICIES_PATH", str(policies))
+    pipeline.start("sla")
+    await wait_until_ready(pipeline, ["sla"])
+    case_id = uuid.uuid4()
+    opened_at = datetime.now(UTC).replace(microsecond=0)
+    await publish(producer, pipeline, case_events(case_id, opened_at, None))
+    actions = pipeline.topic(topics.AGENT_ACTIONS)
+    key = str(case_id).encode()
+    paused_at = opened_at + timedelta(minutes=2)
+    for kind, at, reason in (
+        ("clock_paused", paused_at, "agent at lunch"),
+        ("clock_paused", paused_at, "waiting for the customer's bank statements"),
+        ("clock_resumed", paused_at + timedelta(minutes=3), "statements received"),
+    ):
+        # Another topic: these may reach the engine before the tracker's steps; they wait for the clock then.
+        await producer.send_and_wait(actions, agent_action(kind, case_id, at, reason), key=key)
+    alerts = _alerts(
+        await read_topic(pipeline.bootstrap_servers, pipeline.topic(topics.SLA_ALERTS), at_least=4, timeout_seconds=60)
+    )
+    assert [_suffix(a) for a in alerts][:1] == ["started"]
+    kinds = [a["type"].removeprefix("com.parley.sla.").removesuffix(".v1") for a in alerts]
+    assert kinds == ["clock_started", "clock_pause_refused", "clock_paused", "clock_resumed"]
+    refused, paused, resumed = alerts[1:]
+    assert "allowed pause conditions (waiting_on_customer)" in refused["data"]["refusal"]
+    assert paused["data"]["remaining_seconds"] == 8 * 60
+    assert resumed["data"]["paused_seconds"] == 3 * 60
+    assert datetime.fromisoformat(resumed["data"]["deadline"]) == opened_at + timedelta(minutes=13)
+    journal = await db.fetch("SELECT action, reason FROM sla.clock_journal WHERE case_id = $1 ORDER BY id", case_id)
+    changes = [row for row in journal if row["action"] != "parked"]
+    assert [row["action"] for row in changes] == ["started", "pause_refused", "paused", "resumed"]
+    assert changes[2]["reason"] == "waiting_on_customer: waiting for the customer's bank statements"
+    clock = await db.fetchrow("SELECT status, deadline, pauses FROM sla.clocks WHERE case_id = $1", case_id)
+    assert clock["status"] == "running"
+    assert clock["deadline"] == opened_at + timedelta(minutes=13)
+
+
+async def test_a_changed_policy_version_or_a_broken_file_stops_the_worker_with_the_reason(
+    pipeline: Pipeline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    policies = tmp_path / "sla-policies.yaml"
+    policies.write_text(PAUSABLE, encoding="utf-8")
+    monkeypatch.setenv("PARLEY_SLA_POLICIES_PATH", str(policies))
+    pipeline.start("sla", "first")
+    await wait_until_ready(pipeline, ["first"])
+    pipeline.stop("first")
+    # The same version, another target: the clocks started under version 1 would change meaning.
+    policies.write_text(PAUSABLE.replace("amount: 10", "amount: 20"), encoding="utf-8")
+    changed = pipeline.start("sla", "changed")
+    assert await asyncio.to_thread(changed.wait, 90) != 0
+    assert "it-pausable version 1 differs from the version first loaded" in pipeline.log_text("changed")
+    policies.write_text(PAUSABLE.replace("unit: minutes", "unit: fortnights"), encoding="utf-8")
+    broken = pipeline.start("sla", "broken")
+    assert await asyncio.to_thread(broken.wait, 60) != 0
+    log = pipeline.log_text("broken")
+    assert "is not a valid SLA policies file" in log
+    assert "policies[0] (it-pausable).clocks[0].target.unit" in log

@@ -474,3 +474,30 @@ def test_timeline_for_the_cli(book: PolicyBook) -> None:
         logic.timeline(book, "uk-operations", ClockName.RESOLUTION, sh(2026, 11, 23, 9))
     with pytest.raises(KeyError, match="no version"):
         logic.timeline(book, "cn-operations", ClockName.FIRST_CONTACT, sh(2025, 11, 23, 9))
+
+
+def test_a_pause_that_arrives_before_its_clock_is_applied_when_the_clock_starts(book: PolicyBook) -> None:
+    case = Case(book)
+    # agent.actions and case.tracking are two topics: the agent's pause can overtake the tracker's steps.
+    early = case.feed(
+        event("agent.clock_paused", sh(2026, 11, 5, 10), clock=ClockName.RESOLUTION, reason="等待司法鉴定结论")
+    )
+    assert early == []
+    assert case.journal[-1].action == "parked"
+    assert case.facts is not None
+    assert len(case.facts.parked) == 1
+    started = case.feed(opened(sh(2026, 11, 2, 10)), triaged(sh(2026, 11, 2, 10)))
+    assert kinds(started, ClockName.RESOLUTION) == ["clock_started:resolution", "clock_paused:resolution"]
+    assert case.facts.parked == ()
+    case.feed(event("agent.clock_resumed", sh(2026, 11, 9, 10), clock=ClockName.RESOLUTION, reason="结论已出"))
+    assert case.clock(ClockName.RESOLUTION).deadline == sh(2026, 11, 24)  # the same as paused in order
+
+
+def test_parked_requests_are_bounded(book: PolicyBook) -> None:
+    case = Case(book)
+    for minute in range(logic.MAX_PARKED + 3):
+        case.feed(event("agent.clock_paused", sh(2026, 11, 5, 10, minute), clock=ClockName.PLAN_DECISION, reason="x"))
+    assert case.facts is not None
+    assert len(case.facts.parked) == logic.MAX_PARKED
+    assert case.facts.parked[0].at == sh(2026, 11, 5, 10, 3)
+    assert [e.action for e in case.journal].count("parked_dropped") == 3

@@ -25,6 +25,8 @@ CREATE TABLE sla.cases (
     priority           text,
     queue              text,
     regulator_deadline timestamptz,
+    -- Agents' clock requests that arrived before the clock they name (another topic, no order between them).
+    parked             jsonb       NOT NULL DEFAULT '[]'::jsonb,
     updated_at         timestamptz NOT NULL DEFAULT now()
 );
 
