@@ -446,8 +446,10 @@ def on_event(facts: CaseFacts | None, clocks: Sequence[ClockState], event: SlaEv
     _stop_and_restart(book, current, updated, event, outcome, put)
 
     if updated.selectable:
-        if became_selectable and event.trigger != OPENED and updated.opened_at is not None:
-            _start(book, current, updated, OPENED, updated.opened_at, event, outcome, put)
+        if event.trigger != OPENED and updated.opened_at is not None and updated.profile() != known.profile():
+            # More is known of the case (its priority, category, queue): clocks that start when a case opens
+            # and that no policy gave it so far may start now, counted from the opening.
+            _start(book, current, updated, OPENED, updated.opened_at, event, outcome, put, only_new=True)
         _start(book, current, updated, event.trigger, event.at, event, outcome, put)
 
     for key in list(outcome.clocks):
@@ -716,9 +718,12 @@ def _start(
     outcome: Outcome,
     put: Put,
     only: ClockName | None = None,
+    only_new: bool = False,
 ) -> None:
     for name in [only] if only is not None else book.started_by(trigger):
         if _active(current, name) is not None:
+            continue
+        if only_new and any(c.clock is name for c in current.values()):
             continue
         selection = book.select(name, facts.profile(), at)
         if selection is None:

@@ -501,3 +501,17 @@ def test_parked_requests_are_bounded(book: PolicyBook) -> None:
     assert len(case.facts.parked) == logic.MAX_PARKED
     assert case.facts.parked[0].at == sh(2026, 11, 5, 10, 3)
     assert [e.action for e in case.journal].count("parked_dropped") == 3
+
+
+def test_a_clock_starts_from_the_opening_once_the_facts_that_select_it_arrive(book: PolicyBook) -> None:
+    case = Case(book)
+    case.feed(opened(sh(2026, 9, 28, 10)))
+    # Routing's step came first with the priority: operational clocks start; the complaint clock needs a category.
+    case.feed(event("tracking.routed", sh(2026, 9, 28, 10, 0, 2), queue="loans", priority="P2"))
+    assert {key[1] for key in case.clocks} == {ClockName.FIRST_CONTACT}
+    started = case.feed(triaged(sh(2026, 9, 28, 10, 0, 3)))
+    assert kinds(started) == ["clock_started:resolution"]
+    assert case.clock(ClockName.RESOLUTION).started_at == sh(2026, 9, 28, 10)
+    # A clock that already ran is not started again by a later change of priority.
+    case.feed(event("tracking.first_contact", sh(2026, 9, 28, 11)))
+    assert kinds(case.feed(triaged(sh(2026, 9, 28, 12), priority="P1")), ClockName.FIRST_CONTACT) == []
