@@ -38,7 +38,7 @@ from services.tracker.cli import register as register_tracker_commands
 if TYPE_CHECKING:
     from services.triage.logic import Triage
 
-PROCESSORS = ("intake", "triage", "routing", "tracker", "sla")
+PROCESSORS = ("intake", "triage", "routing", "planner", "tracker", "sla")
 
 
 class UsageError(Exception):

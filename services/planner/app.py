@@ -10,6 +10,7 @@ a plan (a negative balance, mixed currencies) goes to deadletter.planner with th
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +26,8 @@ from services.runtime.errors import PermanentError
 from services.runtime.kafka import Record
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
+
+log = logging.getLogger(__name__)
 
 PROCESSOR = "planner"
 SOURCE = "/parley/planner"
@@ -73,6 +76,10 @@ def plan_records(
     return planned
 
 
+def consumed_topics(settings: Settings) -> list[str]:
+    return [settings.topic(topics.PLAN_REQUESTED)]
+
+
 def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
     app = ProcessorApp(PROCESSOR, settings, connections, relays_outbox=True)
     engine = PlanEngine(load_policy(settings.plan_policy_path))  # a bad policy file stops the worker here
@@ -81,10 +88,12 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
     async def handle(messages: list[InboundMessage]) -> None:
         # Plan first (pure, may raise for one bad request: the batch is then retried record by record).
         planned = plan_records(engine, proposed_topic, messages, datetime.now(UTC))
-        duplicates = await store.record_proposals(app.pool, PROCESSOR, planned)
-        app.counters["duplicates"] += duplicates
+        repeats = await store.record_proposals(app.pool, PROCESSOR, planned)
+        app.counters["duplicates"] += repeats
+        if repeats:
+            log.info("repeated plan requests skipped", extra={"processor": PROCESSOR, "repeats": repeats})
 
-    @app.agent(app.topic(settings.topic(topics.PLAN_REQUESTED)), name="planner")
+    @app.agent(app.topic(*consumed_topics(settings)), name="planner")
     async def planner(stream: Any) -> None:
         await app.consume(stream, handle)
 
