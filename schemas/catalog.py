@@ -75,7 +75,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         description="Every accepted message, normalised into one canonical event, once per channel message id.",
         key="The customer reference, else '<channel>:<message_id>' for an anonymous message.",
         publishers=("intake",),
-        consumers=("triage", "tracker"),
+        consumers=("triage",),
         value="cloudevent",
     ),
     TopicSpec(
@@ -93,7 +93,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         description="Category, priority, risk flags and sentiment of each feedback, with the reasons.",
         key="The customer reference, else the feedback's key (the case may not exist yet).",
         publishers=("triage",),
-        consumers=("routing", "tracker"),
+        consumers=("routing",),
         value="cloudevent",
     ),
     TopicSpec(
@@ -111,7 +111,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         "escalation, clock pauses); payments are reported here by the collections system.",
         key=CASE_KEY,
         publishers=("agent desktops", "collections system"),
-        consumers=("tracker", "routing"),
+        consumers=("tracker", "routing", "sla"),
         value="cloudevent",
     ),
     TopicSpec(
@@ -144,7 +144,7 @@ TOPICS: tuple[TopicSpec, ...] = (
         "escalation).",
         key=CASE_KEY,
         publishers=("sla",),
-        consumers=("on-call alerting", "supervisors", "tracker"),
+        consumers=("on-call alerting", "supervisors"),
         value="cloudevent",
     ),
     TopicSpec(

@@ -53,6 +53,9 @@ class CaseTriaged(PublishedModel):
     human_required: bool = Field(description="True for self_harm and live_fraud: never the AI lane")
     reasons: list[TriageReason] = Field(min_length=1)
     triaged_at: Timestamp
+    received_at: Timestamp | None = Field(
+        default=None, description="When intake received the feedback (its feedback.received time): the case's start"
+    )
     ruleset_version: str = Field(max_length=200, description="Versions of the rules and the model used")
 
 

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 PROCESSOR = "intake"
 
 
+def consumed_topics(settings: Settings) -> list[str]:
+    return [settings.topic(topics.raw_topic(channel)) for channel in Channel]
+
+
 def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
     app = ProcessorApp(
         PROCESSOR,

@@ -62,13 +62,9 @@ def more_urgent(priority: Priority, other: Priority | None) -> Priority:
 
 
 def received_at_of(data: CaseTriaged) -> datetime:
-    """When the feedback arrived (the case's clocks start there).
-
-    case.triaged does not carry the feedback.received time yet; until it does (an optional
-    ``received_at``), the triage time stands in for it: triage runs moments after arrival.
-    """
-    value = getattr(data, "received_at", None)
-    return value if isinstance(value, datetime) else data.triaged_at
+    """When the feedback arrived (the case's clocks start there); events from before triage carried
+    it, the triage time stands in (triage runs moments after arrival)."""
+    return data.received_at or data.triaged_at
 
 
 def post_key(details: SocialDetails) -> str:

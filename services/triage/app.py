@@ -52,9 +52,14 @@ def triaged_event(
             human_required=result.human_required,
             reasons=[reason.published() for reason in result.reasons],
             triaged_at=now,
+            received_at=feedback.time,
             ruleset_version=ruleset,
         ),
     )
+
+
+def consumed_topics(settings: Settings) -> list[str]:
+    return [settings.topic(topics.FEEDBACK_RECEIVED)]
 
 
 def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
@@ -78,7 +83,7 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
             records.append(event_record(triaged_topic, key, event))
         await app.publish_all(records)
 
-    @app.agent(app.topic(settings.topic(topics.FEEDBACK_RECEIVED)), name="triage")
+    @app.agent(app.topic(*consumed_topics(settings)), name="triage")
     async def triage_agent(stream: Any) -> None:
         await app.consume(stream, handle)
 
