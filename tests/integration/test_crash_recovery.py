@@ -1,4 +1,5 @@
-"""Kill workers mid-stream (SIGKILL, no goodbye) and restart them: nothing lost, nothing doubled."""
+"""Kill each processor in turn (SIGKILL, no goodbye) while traffic flows at a steady rate, restart it:
+every message ends in exactly one case change, nothing lost, nothing doubled."""
 
 from __future__ import annotations
 
@@ -16,46 +17,73 @@ from tests.samples import encode, raw_message
 
 pytestmark = pytest.mark.integration
 
-MESSAGES = 3000
+PROCESSORS = ("intake", "triage", "routing", "tracker", "planner", "sla")
+RATE = 100  # messages per second, steady
+SECONDS_BETWEEN_KILLS = 4.0
 
 
-async def test_killed_workers_lose_and_double_nothing(
+async def _publish_steadily(producer: AIOKafkaProducer, pipeline: Pipeline, total: int) -> None:
+    channels = list(Channel)
+    sends = []
+    for n in range(total):
+        channel = channels[n % len(channels)]
+        # One customer per message: each message is its own case, so "one case change each" is countable.
+        body = raw_message(channel, f"k{n:05d}", customer_id=f"CK{n:05d}")
+        sends.append(await producer.send(pipeline.topic(topics.raw_topic(channel)), encode(body)))
+        if n % 10 == 9:
+            await asyncio.sleep(10 / RATE)
+    await asyncio.gather(*sends)
+
+
+async def test_killing_each_processor_in_turn_loses_and_doubles_nothing(
     pipeline: Pipeline, producer: AIOKafkaProducer, db: asyncpg.Connection
 ) -> None:
-    pipeline.start("intake", "intake-a")
-    pipeline.start("tracker", "tracker-a")
-    channels = list(Channel)
-    deliveries = []
-    for n in range(MESSAGES):
-        channel = channels[n % len(channels)]
-        body = raw_message(channel, f"m{n:05d}", customer_id=f"C{n % 97:03d}")
-        deliveries.append(await producer.send(pipeline.topic(topics.raw_topic(channel)), encode(body)))
-    await asyncio.gather(*deliveries)
+    for processor in PROCESSORS:
+        pipeline.start(processor, f"{processor}-1")
+    total = int(RATE * SECONDS_BETWEEN_KILLS * (len(PROCESSORS) + 2))
+    publishing = asyncio.ensure_future(_publish_steadily(producer, pipeline, total))
 
-    # Let both stages get going, then pull the plug on each while records are in flight.
-    assert await wait_for_rows(db, "SELECT count(*) FROM cases", 300) >= 300
-    pipeline.kill("tracker-a")
-    pipeline.kill("intake-a")
-    in_the_middle = await db.fetchval("SELECT count(*) FROM cases")
-    assert in_the_middle < MESSAGES, "the kill must land mid-stream for this test to mean anything"
-    pipeline.start("intake", "intake-b")
-    pipeline.start("tracker", "tracker-b")
+    assert await wait_for_rows(db, "SELECT count(*) FROM cases", 50) >= 50, "the pipeline must be flowing first"
+    killed_mid_stream = []
+    for processor in PROCESSORS:
+        pipeline.kill(f"{processor}-1")
+        killed_mid_stream.append((processor, await db.fetchval("SELECT count(*) FROM cases")))
+        await asyncio.sleep(0.5)
+        pipeline.start(processor, f"{processor}-2")
+        await asyncio.sleep(SECONDS_BETWEEN_KILLS - 0.5)
+        pipeline.processes[f"{processor}-1"] = pipeline.processes.pop(f"{processor}-2")
+    await publishing
+    print(f"\nkilled and restarted, with the case count at each kill: {killed_mid_stream}")
+    assert killed_mid_stream[0][1] < total, "the kills must land mid-stream for this test to mean anything"
 
-    assert await wait_for_rows(db, "SELECT count(*) FROM cases", MESSAGES, timeout_seconds=120) == MESSAGES
-    await asyncio.sleep(2)  # anything doubled would land by now
-    assert await db.fetchval("SELECT count(*) FROM cases") == MESSAGES
-    assert await db.fetchval("SELECT count(DISTINCT customer_ref) FROM cases") == 97
-    assert await db.fetchval("SELECT count(*) FROM case_events") == 2 * MESSAGES
-    assert await db.fetchval("SELECT count(*) FROM processed_messages WHERE consumer = 'intake'") == MESSAGES
-    assert await db.fetchval("SELECT count(*) FROM processed_messages WHERE consumer = 'tracker'") == MESSAGES
-    for _ in range(100):
+    assert await wait_for_rows(db, "SELECT count(*) FROM cases", total, timeout_seconds=180) == total
+    await asyncio.sleep(3)  # anything doubled would land by now
+    counts = {
+        "cases": await db.fetchval("SELECT count(*) FROM cases"),
+        "feedback on cases": await db.fetchval("SELECT count(*) FROM tracker.case_feedback"),
+        "opened events": await db.fetchval("SELECT count(*) FROM case_events WHERE event_type LIKE '%opened%'"),
+        "intake claims": await db.fetchval("SELECT count(*) FROM processed_messages WHERE consumer = 'intake'"),
+    }
+    print(f"{total:,} messages: {counts}")
+    assert counts == {"cases": total, "feedback on cases": total, "opened events": total, "intake claims": total}
+    for _ in range(150):
         if await db.fetchval("SELECT count(*) FROM outbox") == 0:
             break
         await asyncio.sleep(0.2)
-    assert await db.fetchval("SELECT count(*) FROM outbox") == 0, "the relay published everything"
-    # The topic may carry a record twice (at-least-once relay); every case appears, under one event id.
-    tracking = await read_topic(pipeline.bootstrap_servers, pipeline.topic(topics.CASE_TRACKING), at_least=MESSAGES)
-    assert len({json.loads(r.value)["id"] for r in tracking}) == MESSAGES
-
-    assert pipeline.stop("tracker-b") == 0, "SIGTERM stops a worker cleanly"
-    assert pipeline.stop("intake-b") == 0
+    assert await db.fetchval("SELECT count(*) FROM outbox") == 0, "every relay published everything"
+    # A topic may carry a record twice (at-least-once relay): each case appears under one event id.
+    routed = []
+    for topic in topics.ROUTED_TOPICS:
+        routed += await read_topic(pipeline.bootstrap_servers, pipeline.topic(topic), at_least=0, settle_seconds=0.3)
+    case_ids = {json.loads(record.value)["data"]["case_id"] for record in routed}
+    assert len(case_ids) == total
+    for processor in PROCESSORS:
+        dead = await read_topic(
+            pipeline.bootstrap_servers,
+            pipeline.topic(topics.dead_letter_topic(processor) if processor != "intake" else topics.FEEDBACK_REJECTED),
+            at_least=0,
+            settle_seconds=0.3,
+        )
+        assert dead == [], f"{processor}: a crash is not a reason to dead-letter anything"
+    for processor in PROCESSORS:
+        assert pipeline.stop(f"{processor}-1") == 0, f"{processor}: SIGTERM stops a worker cleanly"

@@ -94,9 +94,8 @@ def _messages() -> list[tuple[Channel, bytes]]:
 async def test_no_personal_data_after_intake_on_any_topic_in_any_log_or_table(
     pipeline: Pipeline, producer: AIOKafkaProducer, db: asyncpg.Connection
 ) -> None:
-    pipeline.start("intake")
-    pipeline.start("triage")
-    pipeline.start("tracker")
+    for processor in ("intake", "triage", "routing", "tracker"):
+        pipeline.start(processor)
     for channel, value in _messages():
         await producer.send_and_wait(pipeline.topic(topics.raw_topic(channel)), value)
     assert await wait_for_rows(db, "SELECT count(*) FROM cases", 6) == 6
@@ -120,12 +119,17 @@ async def test_no_personal_data_after_intake_on_any_topic_in_any_log_or_table(
     masked_text = json.loads(records[0].value) if records else {}
     assert masked_text, "sanity: something was read"
 
-    for name in ("intake", "triage", "tracker"):
+    for name in ("intake", "triage", "routing", "tracker"):
         log = pipeline.log_text(name)
         assert [form for form in FORBIDDEN if form in log] == [], f"{name} log leaks personal data"
 
     dumps = []
-    for table in ("cases", "case_events", "outbox", "processed_messages"):
+    every_table = "SELECT schemaname || '.' || tablename AS name FROM pg_tables WHERE schemaname = ANY($1::text[])"
+    tables = [row["name"] for row in await db.fetch(every_table, ["public", "routing", "tracker"])]
+    assert {"public.cases", "public.case_events", "public.outbox"} <= set(tables)
+    assert any(table.startswith("routing.") for table in tables)
+    assert any(t.startswith("tracker.") for t in tables)
+    for table in tables:
         dumps.append(await db.fetchval(f"SELECT coalesce(string_agg(t::text, ' '), '') FROM {table} t"))
     database_text = " ".join(dumps)
     assert [form for form in FORBIDDEN if form in database_text] == [], "only the pii schema holds originals"
