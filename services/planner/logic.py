@@ -45,9 +45,11 @@ import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
-from decimal import ROUND_DOWN, Decimal
+from decimal import Decimal
 from functools import cached_property
 from typing import Any, Literal, NamedTuple
+
+from pydantic_core import to_json
 
 from schemas.plans import HardshipReason, PlanProposed, PlanRequested, Product
 from schemas.values import ApprovalTier, Jurisdiction, Money, PlanKind
@@ -67,6 +69,7 @@ from services.planner.schedule import (
     from_cents,
     holiday_interest,
     schedule,
+    schedule_within,
     to_cents,
 )
 
@@ -99,6 +102,12 @@ WAIVER_STEP = Decimal("0.05")
 BASIS_POINT = Decimal("0.0001")
 MAX_REFUSED = 12
 _DAYS_PER_MONTH = 365.25 / 12
+# A month's share of the yearly rate, on average, as each convention counts interest.
+_MONTH_FRACTION = {
+    DayCount.THIRTY_360: 1 / 12,
+    DayCount.ACTUAL_365: _DAYS_PER_MONTH / 365,
+    DayCount.ACTUAL_360: _DAYS_PER_MONTH / 360,
+}
 
 
 class PlanRequestError(ValueError):
@@ -374,6 +383,16 @@ class PlanEngine:
         """
         return _Planner(self.policy, request).plan()
 
+    def plan_json(self, request: PlanRequested) -> bytes:
+        """``plan(request)`` as compact UTF-8 JSON, schedules written as text directly (what the processor
+        publishes: a long schedule costs less this way than as thousands of small dicts)."""
+        planner = _Planner(self.policy, request)
+        schedules: list[str] = []
+        document = to_json(planner.plan(schedules))
+        for index, text in enumerate(schedules):
+            document = document.replace(_schedule_marker(index), text.encode(), 1)
+        return document
+
     def propose(self, request: PlanRequested) -> PlanProposed:
         """Ranked proposals for ``request`` as the published model (validated)."""
         return PlanProposed.model_validate(self.plan(request))
@@ -394,6 +413,8 @@ class _Planner:
         self.describe = Describer(position.jurisdiction, position.currency)
         self._rows: dict[Terms, list[Row]] = {}
         self._peaks: dict[Terms, int] = {}
+        self._above: dict[Terms, int] = {}
+        """The highest limit (cents) a schedule is known to exceed somewhere, from a search that stopped early."""
         self._terms_of: dict[Shape, Terms] = {}
         self._built: dict[Shape, Built] = {}
         view = policy.bank_view
@@ -412,7 +433,9 @@ class _Planner:
 
     # ------------------------------------------------------------------------------ the whole answer
 
-    def plan(self) -> dict[str, Any]:
+    def plan(self, schedules_as_text: list[str] | None = None) -> dict[str, Any]:
+        """The plan.proposed data; with ``schedules_as_text``, each schedule is a marker in the data and its
+        JSON text is appended to that list (see PlanEngine.plan_json)."""
         assessed: dict[str, Assessed] = {}
         for candidate in self._with_step_ups(self._candidates()):
             key = candidate.shape.key()
@@ -434,7 +457,7 @@ class _Planner:
             "total_owed": _money(self.position.total_owed, currency),
             "surplus_from_defaults": self.surplus.from_defaults,
             "expected_recovery_without_plan": _money(self.no_plan_amount, currency),
-            "proposals": [self._published(rank, a) for rank, a in enumerate(proposals, start=1)],
+            "proposals": [self._published(rank, a, schedules_as_text) for rank, a in enumerate(proposals, start=1)],
             "refused": refused,
             "policy_version": self.policy.version,
         }
@@ -714,27 +737,42 @@ class _Planner:
         if not self._fits(make(floor), target):
             notes.append(f"a rate reduction stops at the policy floor of {self.describe.rate(floor)}")
             return make(floor)
+        # The highest rate floor + k basis points below the current rate that fits: the estimate gives a
+        # first guess, exact schedules decide (galloping away from the guess, then halving).
+        steps = int((ceiling - floor) / BASIS_POINT)
+        if floor + steps * BASIS_POINT == ceiling:
+            steps -= 1  # the current rate itself does not count as a reduction
+
+        def fits(step: int) -> bool:
+            return self._fits(make(floor + step * BASIS_POINT), target)
+
         limit = float(target)
-        lo, hi = float(floor), float(ceiling)
-        for _ in range(40):
-            middle = (lo + hi) / 2
+        low_rate, high_rate = float(floor), float(ceiling)
+        for _ in range(30):
+            middle = (low_rate + high_rate) / 2
             if self._estimate(make(Decimal(repr(middle)))) <= limit:
-                lo = middle
+                low_rate = middle
             else:
-                hi = middle
-        rate = max(floor, min(ceiling - BASIS_POINT, Decimal(repr(lo)).quantize(BASIS_POINT, ROUND_DOWN)))
-        for _ in range(4):
-            if self._fits(make(rate), target):
-                # One basis point more might still fit when the estimate was pessimistic.
-                while (
-                    rate + BASIS_POINT < ceiling
-                    and self._may_fit(make(rate + BASIS_POINT), target)
-                    and self._fits(make(rate + BASIS_POINT), target)
-                ):
-                    rate += BASIS_POINT
-                return make(rate)
-            rate = max(floor, rate - BASIS_POINT)
-        return make(floor)
+                high_rate = middle
+        guess = min(max(int((Decimal(repr(low_rate)) - floor) / BASIS_POINT), 0), steps)
+        fitting, failing = 0, steps + 1  # fits(0) is known; steps + 1 stands for the current rate
+        if fits(guess):
+            fitting, stride = guess, 1
+            while fitting + stride <= steps and fits(fitting + stride):
+                fitting, stride = fitting + stride, stride * 2
+            failing = min(fitting + stride, steps + 1)
+        else:
+            failing, stride = guess, 1
+            while failing - stride > 0 and not fits(failing - stride):
+                failing, stride = failing - stride, stride * 2
+            fitting = max(failing - stride, 0)
+        while failing - fitting > 1:
+            middle = (fitting + failing) // 2
+            if fits(middle):
+                fitting = middle
+            else:
+                failing = middle
+        return make(floor + fitting * BASIS_POINT)
 
     # ------------------------------------------------------------------------------ schedules
 
@@ -803,10 +841,22 @@ class _Planner:
     def _fits(self, shape: Shape, target: Decimal) -> bool:
         """Whether every payment of the restructured shape fits ``target`` (exact: its whole schedule)."""
         terms = self._terms(shape)
+        limit = to_cents(target)
         peak = self._peaks.get(terms)
         if peak is None:
-            peak = self._peaks[terms] = max(row.payment_cents for row in self._schedule(terms))
-        return peak <= to_cents(target)
+            exceeded = self._above.get(terms)
+            if exceeded is not None and limit <= exceeded:
+                return False
+            rows = self._rows.get(terms)
+            if rows is None:
+                # Stop at the first payment above the target: the rows are kept only when complete.
+                rows = schedule_within(terms, target)
+                if rows is None:
+                    self._above[terms] = limit if exceeded is None else max(exceeded, limit)
+                    return False
+                self._rows[terms] = rows
+            peak = self._peaks[terms] = max(row.payment_cents for row in rows)
+        return peak <= limit
 
     def _surely_fits(self, shape: Shape, target: Decimal) -> bool:
         """Whether the estimate is so far below ``target`` that the exact schedule cannot miss it."""
@@ -820,7 +870,7 @@ class _Planner:
         """The largest payment of a restructured plan, approximately (floats): to search, never to decide."""
         terms = self._terms(shape)
         balance = float(terms.balance)
-        monthly = float(terms.annual_rate) / 12
+        monthly = float(terms.annual_rate) * _MONTH_FRACTION[terms.day_count]
         months = terms.months
         if terms.method is Method.ANNUITY:
             level = balance * monthly / (1 - (1 + monthly) ** -months) if monthly else balance / months
@@ -837,7 +887,7 @@ class _Planner:
             peak += float(terms.due_now_principal + terms.due_now_interest + terms.due_now_fees)
         if terms.step_up_rate is not None and 0 < terms.step_up_after < months:
             after = terms.step_up_after
-            stepped = float(terms.step_up_rate) / 12
+            stepped = float(terms.step_up_rate) * _MONTH_FRACTION[terms.day_count]
             if terms.method is Method.ANNUITY:
                 growth = (1 + monthly) ** after
                 left = balance * growth - (level * (growth - 1) / monthly if monthly else level * after)
@@ -862,6 +912,13 @@ class _Planner:
             )
             for k in range(1, most + 1)
         ]
+        # The promised payments fall in the calendar months of the promise's window: if even the arrears
+        # spread evenly over those months do not fit, no number of payments does.
+        window = self.policy.promise_to_pay.max_days
+        as_of = self.position.as_of
+        months = len({(day.year, day.month) for day in (as_of + timedelta(days=d) for d in range(1, window + 1))})
+        if self.position.overdue_total > self.target * months:
+            return Candidate(shapes[-1], "alternative")
         for shape in shapes:
             if self._build(shape).largest_month <= self.target:
                 return Candidate(shape, "alternative", fits=True)
@@ -897,14 +954,16 @@ class _Planner:
                 fits=savings is not None and lump <= savings,
             )
         most = self.policy.settlement.max_instalments
-        shapes = [
-            Shape(kinds=(PlanKind.SETTLEMENT_INSTALMENTS,), settlement_amount=spread, settlement_instalments=k)
+        shapes = {
+            k: Shape(kinds=(PlanKind.SETTLEMENT_INSTALMENTS,), settlement_amount=spread, settlement_instalments=k)
             for k in range(2, most + 1)
-        ]
-        for shape in shapes:
-            if self._build(shape).largest_month <= self.target:
-                return Candidate(shape, "alternative", fits=True)
-        return Candidate(shapes[-1], "alternative")
+        }
+        # One instalment a month, in equal parts: none fits with fewer than amount / target of them.
+        fewest = most + 1 if self.target <= 0 else max(2, int(-(-spread // self.target)))
+        for count in range(fewest, most + 1):
+            if self._build(shapes[count]).largest_month <= self.target:
+                return Candidate(shapes[count], "alternative", fits=True)
+        return Candidate(shapes[most], "alternative")
 
     # ------------------------------------------------------------------------------ building
 
@@ -1216,11 +1275,11 @@ class _Planner:
 
     # ------------------------------------------------------------------------------ publishing
 
-    def _published(self, rank: int, assessed: Assessed) -> dict[str, Any]:
+    def _published(self, rank: int, assessed: Assessed, schedules_as_text: list[str] | None) -> dict[str, Any]:
         built, currency = assessed.built, self.position.currency
         assert assessed.tier is not None, "a proposal always has its approver"
         rows = built.rows
-        return {
+        published = {
             "plan_id": str(assessed.plan_id),
             "rank": rank,
             "components": [{"kind": kind.value, "description": text} for kind, text in built.components],
@@ -1236,24 +1295,66 @@ class _Planner:
             "net_present_value": _money(assessed.value, currency),
             "loss_vs_contract": _money(assessed.loss, currency),
             "approval_tier": assessed.tier.value,
-            "schedule": [
-                {
-                    "number": row.number,
-                    "due_date": row.due_date.isoformat(),
-                    "payment": {"amount": cents_text(row.payment_cents), "currency": currency},
-                    "principal": {"amount": cents_text(row.principal_cents), "currency": currency},
-                    "interest": {"amount": cents_text(row.interest_cents), "currency": currency},
-                    "fees": {"amount": cents_text(row.fees_cents), "currency": currency},
-                    "remaining_balance": {"amount": cents_text(row.balance_cents), "currency": currency},
-                }
-                for row in rows
-            ],
+            "schedule": _schedule_data(rows, currency) if schedules_as_text is None else "",
             "opening_balance": _money(built.opening_balance, currency),
             "principal_waived": _money(built.principal_waived, currency),
             "annual_rate": format(built.annual_rate, "f"),
             "first_due_date": rows[0].due_date.isoformat(),
         }
+        if schedules_as_text is not None:
+            published["schedule"] = _SCHEDULE_MARKER.format(len(schedules_as_text))
+            schedules_as_text.append(_schedule_text(rows, currency))
+        return published
 
 
 def _money(amount: Decimal, currency: str) -> dict[str, str]:
     return {"amount": format(amount, "f"), "currency": currency}
+
+
+def _schedule_data(rows: list[Row], currency: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "number": row.number,
+            "due_date": row.due_date.isoformat(),
+            "payment": {"amount": cents_text(row.payment_cents), "currency": currency},
+            "principal": {"amount": cents_text(row.principal_cents), "currency": currency},
+            "interest": {"amount": cents_text(row.interest_cents), "currency": currency},
+            "fees": {"amount": cents_text(row.fees_cents), "currency": currency},
+            "remaining_balance": {"amount": cents_text(row.balance_cents), "currency": currency},
+        }
+        for row in rows
+    ]
+
+
+# A schedule's place in the data while it is written as text; a NUL cannot occur in our own strings.
+_SCHEDULE_MARKER = "\u0000schedule {}\u0000"
+_ROW_TEXT = (
+    '{{"number":{},"due_date":"{}","payment":{{"amount":"{}","currency":"{c}"}},'
+    '"principal":{{"amount":"{}","currency":"{c}"}},"interest":{{"amount":"{}","currency":"{c}"}},'
+    '"fees":{{"amount":"{}","currency":"{c}"}},"remaining_balance":{{"amount":"{}","currency":"{c}"}}}}'
+)
+
+
+def _schedule_marker(index: int) -> bytes:
+    return to_json(_SCHEDULE_MARKER.format(index))
+
+
+def _schedule_text(rows: list[Row], currency: str) -> str:
+    """The schedule as the JSON text ``_schedule_data`` would encode to (currency codes are [A-Z]{3})."""
+    row_text = _ROW_TEXT.replace("{c}", currency).format
+    return (
+        "["
+        + ",".join(
+            row_text(
+                row.number,
+                row.due_date.isoformat(),
+                cents_text(row.payment_cents),
+                cents_text(row.principal_cents),
+                cents_text(row.interest_cents),
+                cents_text(row.fees_cents),
+                cents_text(row.balance_cents),
+            )
+            for row in rows
+        )
+        + "]"
+    )

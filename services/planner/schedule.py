@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
 from enum import StrEnum
+from functools import lru_cache
 from typing import NamedTuple
 
 CENT = Decimal("0.01")
@@ -143,6 +144,7 @@ def from_cents(amount: int) -> Decimal:
     return Decimal(amount).scaleb(-2)
 
 
+@lru_cache(maxsize=1 << 16)  # instalments and zero fees repeat row after row
 def cents_text(amount: int) -> str:
     """``1234`` as ``"12.34"``: the decimal text of a Money amount."""
     sign = "-" if amount < 0 else ""
@@ -155,6 +157,77 @@ def _divide_half_up(numerator: int, denominator: int) -> int:
     if numerator >= 0:
         return (2 * numerator + denominator) // (2 * denominator)
     return -((-2 * numerator + denominator) // (2 * denominator))
+
+
+def level_payment(
+    balance_cents: int, annual_rate: Decimal, day_count: DayCount, start: date, dates: list[date], first: bool
+) -> int:
+    """The level instalment, in cents, that repays ``balance_cents`` over ``dates`` with interest charged
+    as the schedule charges it (the convention's days from ``start``; ``first``: the period from ``start``
+    is a schedule's first, counted as such under 30/360).
+
+    With every period a regular 30/360 month this is the standard annuity formula (numpy-financial's
+    pmt at rate / 12). Otherwise each period's growth factor g = 1 + rate x days / basis is used:
+    instalment = balance / (1/g1 + 1/(g1 g2) + ... + 1/(g1...gn)), the balance over the sum of each
+    instalment's discount factor, so the schedule ends by itself and its last instalment absorbs only
+    the roundings, not the difference between calendar and 30-day months.
+    """
+    months = len(dates)
+    if annual_rate == 0:
+        return _divide_half_up(balance_cents, months)
+    if day_count is DayCount.THIRTY_360 and (not first or first_period_days(start, dates[0], day_count) == 30):
+        return to_cents(annuity_payment(from_cents(balance_cents), annual_rate, months))
+    discounts = _discount_sums(annual_rate, day_count, start, dates, first)
+    return int(balance_cents / discounts[months - 1] + 0.5)  # half up (a float tie is next to impossible)
+
+
+def forget_calendars() -> None:
+    """Drop the kept calendars and discount sums (a benchmark's way to pay for them on every request)."""
+    _CALENDARS.clear()
+    _DISCOUNT_SUMS.clear()
+
+
+_DISCOUNT_SUMS: dict[tuple[Decimal, DayCount, date, bool, date, int], list[float]] = {}
+
+
+def _discount_sums(
+    annual_rate: Decimal, day_count: DayCount, start: date, dates: list[date], first: bool
+) -> list[float]:
+    """Running sums of the instalments' discount factors over ``dates``, kept per calendar and rate since
+    searches ask for many lengths. A calendar is its first date and its day of the month (the largest
+    day within its first year: a month's last day stands in for a 29th-31st).
+
+    Floats: they only choose the instalment, which is then rounded to the cent; every amount charged
+    afterwards is exact.
+    """
+    months = len(dates)
+    key = (annual_rate, day_count, start, first, dates[0], max(due.day for due in dates[:12]))
+    sums = _DISCOUNT_SUMS.get(key)
+    if sums is None:
+        if len(_DISCOUNT_SUMS) >= _CALENDARS_KEPT:
+            _DISCOUNT_SUMS.clear()
+        sums = _DISCOUNT_SUMS[key] = []
+    if len(sums) < months:
+        per_day = float(annual_rate) / float(basis(day_count))
+        thirty_360 = day_count is DayCount.THIRTY_360
+        index = len(sums)
+        previous = start if index == 0 else dates[index - 1]
+        # The discount factor of instalment k is instalment k-1's over instalment k's growth factor.
+        factor = 1.0 if index == 0 else (sums[-1] - sums[-2] if index > 1 else sums[0])
+        total = sums[-1] if sums else 0.0
+        for due in dates[index:]:
+            if index == 0 and first:
+                days = first_period_days(previous, due, day_count)
+            elif thirty_360:
+                days = 30
+            else:
+                days = (due - previous).days
+            factor /= 1 + per_day * days
+            total += factor
+            sums.append(total)
+            previous = due
+            index += 1
+    return sums
 
 
 @dataclass(slots=True)
@@ -258,8 +331,20 @@ def peak_payment(terms: Terms) -> Decimal:
     return from_cents(_run(terms, None))
 
 
-def _run(terms: Terms, rows: list[Row] | None) -> int:
-    """The schedule's rows (appended to ``rows`` when given); returns the largest payment in cents."""
+def schedule_within(terms: Terms, limit: Decimal) -> list[Row] | None:
+    """The schedule when no payment exceeds ``limit``; None as soon as one does (the rest is not computed)."""
+    rows: list[Row] = []
+    limit_cents = to_cents(limit)
+    return rows if _run(terms, rows, limit_cents) <= limit_cents else None
+
+
+def _run(terms: Terms, rows: list[Row] | None, stop_above: int | None = None) -> int:
+    """The schedule's rows (appended to ``rows`` when given); returns the largest payment in cents.
+
+    With ``stop_above``, stops at the first payment above it (returning that payment): a search that
+    only asks "does it fit?" need not compute the rest.
+    """
+    stop = stop_above if stop_above is not None else -1
     if terms.months <= 0:
         raise ValueError("a schedule needs at least one amortising instalment")
     day_count = terms.day_count
@@ -294,6 +379,8 @@ def _run(terms: Terms, rows: list[Row] | None) -> int:
         extra_principal = extra_interest = extra_fees = 0
         if payment > peak:
             peak = payment
+            if stop >= 0 and payment > stop:
+                return peak
         if append is not None:
             append(Row(number, due, payment, principal, paid_interest, fees, outstanding))
         previous = due
@@ -303,7 +390,15 @@ def _run(terms: Terms, rows: list[Row] | None) -> int:
     if equal_principal:
         level = _divide_half_up(outstanding, months)
     else:
-        level = to_cents(annuity_payment(from_cents(outstanding), terms.annual_rate, months))
+        level = level_payment(outstanding, terms.annual_rate, day_count, previous, dates[holiday:], number == 0)
+        if months > 1:
+            # A first period so long that its interest reaches the instalment: that instalment pays the
+            # interest only (no interest is capitalised) and the rest amortise from its due date.
+            first_days = first_period_days(previous, dates[holiday], day_count) if number == 0 or not thirty_360 else 30
+            if _divide_half_up(outstanding * rate_numerator * first_days, interest_denominator) >= level:
+                level = level_payment(
+                    outstanding, terms.annual_rate, day_count, dates[holiday], dates[holiday + 1 :], False
+                )
     deferred_over = min(terms.deferred_interest_over or months, months)
     deferred_share, deferred_last = _shares(deferred, deferred_over)
     charges_over = min(terms.spread_charges_over or months, months)
@@ -319,7 +414,9 @@ def _run(terms: Terms, rows: list[Row] | None) -> int:
             rate_numerator, rate_denominator = terms.step_up_rate.as_integer_ratio()
             interest_denominator = rate_denominator * int(basis(day_count))
             if not equal_principal:
-                level = to_cents(annuity_payment(from_cents(outstanding), terms.step_up_rate, months - index))
+                level = level_payment(
+                    outstanding, terms.step_up_rate, day_count, previous, dates[holiday + index :], number == 0
+                )
         if number == 0:
             days = first_period_days(previous, due, day_count)
         elif thirty_360:
@@ -353,6 +450,8 @@ def _run(terms: Terms, rows: list[Row] | None) -> int:
         payment = principal + interest + fees
         if payment > peak:
             peak = payment
+            if stop >= 0 and payment > stop:
+                return peak
         if append is not None:
             append(Row(number, due, payment, principal, interest, fees, outstanding))
         previous = due

@@ -95,21 +95,35 @@ def test_textbook_figures_differ_only_by_the_compounded_rounding_of_the_instalme
 
 def _decimal_ledger(terms: Terms) -> list[tuple[date, Decimal, Decimal, Decimal]]:
     """A plain Decimal ledger, written independently of the engine's integer cents: (due, payment, principal,
-    interest) for schedules without holidays, charges or step-ups."""
+    interest) for schedules without holidays, charges or step-ups. The annuity's level instalment is the
+    one that repays the balance over the periods as they are charged (calendar days, a broken first period)."""
     basis = Decimal(365) if terms.day_count is DayCount.ACTUAL_365 else Decimal(360)
+    dues = [add_months(terms.first_due, index) for index in range(terms.months)]
+    lengths = []
+    for index, (before, due) in enumerate(zip([terms.start, *dues], dues, strict=False)):
+        if terms.day_count is DayCount.THIRTY_360:
+            lengths.append(first_period_days(before, due, terms.day_count) if index == 0 else 30)
+        else:
+            lengths.append((due - before).days)
     outstanding = terms.balance
-    if terms.method is Method.ANNUITY:
-        level = annuity_payment(terms.balance, terms.annual_rate, terms.months)
+    if terms.method is Method.ANNUITY and terms.annual_rate:
+
+        def level_over(periods: list[int]) -> Decimal:
+            # The level instalment as a present value: balance / (sum of each instalment's discount factor).
+            factor, discounts = Decimal(1), Decimal(0)
+            for days in periods:
+                factor /= 1 + terms.annual_rate * days / basis
+                discounts += factor
+            return (terms.balance / discounts).quantize(CENT, ROUND_HALF_UP)
+
+        level = level_over(lengths)
+        first_interest = (terms.balance * terms.annual_rate * lengths[0] / basis).quantize(CENT, ROUND_HALF_UP)
+        if terms.months > 1 and first_interest >= level:
+            level = level_over(lengths[1:])  # the first instalment pays its interest only
     else:
         level = (terms.balance / terms.months).quantize(CENT, ROUND_HALF_UP)
     rows = []
-    previous = terms.start
-    for index in range(terms.months):
-        due = add_months(terms.first_due, index)
-        if terms.day_count is DayCount.THIRTY_360:
-            days = first_period_days(previous, due, terms.day_count) if index == 0 else 30
-        else:
-            days = (due - previous).days
+    for index, (due, days) in enumerate(zip(dues, lengths, strict=True)):
         interest = (outstanding * terms.annual_rate * days / basis).quantize(CENT, ROUND_HALF_UP)
         if index == terms.months - 1:
             principal = outstanding
@@ -119,7 +133,6 @@ def _decimal_ledger(terms: Terms) -> list[tuple[date, Decimal, Decimal, Decimal]
             principal = min(level, outstanding)
         outstanding -= principal
         rows.append((due, principal + interest, principal, interest))
-        previous = due
     return rows
 
 
@@ -141,6 +154,28 @@ def test_integer_cents_equal_a_plain_decimal_ledger(method: Method, day_count: D
         expected = _decimal_ledger(terms)
         got = [(row.due_date, row.payment, row.principal, row.interest) for row in schedule(terms)]
         assert got == expected, terms
+
+
+@pytest.mark.parametrize("day_count", list(DayCount))
+def test_the_last_instalment_absorbs_only_roundings_whatever_the_calendar(day_count: DayCount) -> None:
+    """Calendar months and a broken first period are in the level instalment, not left to the last one."""
+    rng = random.Random(str(day_count))
+    for _ in range(100):
+        balance = Decimal(rng.randint(100_000, 300_000_000)) / 100
+        months = rng.randint(3, 360)
+        # Rates as loans of that length have them (a 30-year loan at 24 % would owe more in a 31-day month
+        # than its instalment: such months are paid as interest only).
+        rate = Decimal(rng.randint(100, 2400 if months <= 60 else 800)) / 10000
+        start = date(2026, rng.randint(1, 12), rng.randint(1, 28))
+        first_due = add_months(start, 1, day=rng.randint(1, 31))
+        rows = schedule(Terms(balance, rate, months, start, first_due, day_count=day_count))
+        level = rows[1].payment
+        assert all(row.payment == level for row in rows[1:-1])
+        # A first period so long that its interest passes the instalment is paid as interest only.
+        assert rows[0].payment == level or rows[0].principal == 0
+        monthly = float(rate) * 31 / 360
+        carried = 0.01 * ((1 + monthly) ** months - 1) / monthly + 0.01
+        assert abs(float(rows[-1].payment - level)) <= carried, (balance, rate, months, start, first_due)
 
 
 def test_equal_principal_repays_the_same_principal_and_falling_interest() -> None:
