@@ -72,6 +72,10 @@ class PlanRequested(PublishedModel):
     preferred_instalment: Money | None = Field(default=None, description="What the customer says they can pay")
     preferred_kinds: PlanKinds = Field(default_factory=list, description="The customer's choice, if stated")
     as_of: Day
+    preferred_term_months: PositiveInt | None = Field(
+        default=None,
+        description="The whole term the customer asks for, in months from the next due date (a counter-offer's)",
+    )
     method: Literal["annuity", "equal_principal"] | None = Field(
         default=None, description="Schedule method; unset: the plan policy's for the product and jurisdiction"
     )

@@ -507,6 +507,16 @@ class _Planner:
 
     def _ineligible_preferences(self) -> Iterator[tuple[PlanKind, str]]:
         position = self.position
+        months = self.request.preferred_term_months
+        if months is not None and months > self.caps.max_term_months:
+            lever = PlanKind.CARD_INSTALMENT if position.product is Product.CREDIT_CARD else PlanKind.TERM_EXTENSION
+            yield (
+                lever,
+                (
+                    f"the customer asked for {months} months; the policy's cap for {position.product} in "
+                    f"{position.jurisdiction} is {self.caps.max_term_months}"
+                ),
+            )
         for kind in sorted(position.preferred_kinds, key=_ORDER_INDEX.__getitem__):
             if kind not in self.caps.kinds:
                 yield (
@@ -554,6 +564,9 @@ class _Planner:
             target = min(self.target, preferred) if preferred is not None else self.target
             chosen = frozenset(wanted | ({PlanKind.CAPITALISE_ARREARS} & levers))
             yield self._waterfall(chosen, target, "preferred", force_deferral=PlanKind.DEFERRAL in wanted)
+        asked_term = self._asked_term(levers)
+        if asked_term is not None:
+            yield asked_term
         if self._settlement_ineligible() is None:
             for kind, instalments in ((PlanKind.SETTLEMENT_INSTALMENTS, True), (PlanKind.SETTLEMENT_LUMP_SUM, False)):
                 if kind in allowed:
@@ -562,6 +575,27 @@ class _Planner:
                         answered = True
                         settlement = settlement._replace(origin="waterfall")
                     yield settlement
+
+    def _asked_term(self, levers: frozenset[PlanKind]) -> Candidate | None:
+        """The whole term the customer asked for (a counter-offer), when it lengthens the plan within the cap:
+        the arrears capitalised and the charges waived as far as needed, nothing else changed."""
+        months = self.request.preferred_term_months
+        lever = PlanKind.CARD_INSTALMENT if self.position.product is Product.CREDIT_CARD else PlanKind.TERM_EXTENSION
+        if months is None or lever not in levers or months > self.caps.max_term_months:
+            return None
+        if lever is PlanKind.CARD_INSTALMENT:
+            rate = self.position.rate if self.policy.card_instalment.interest_continues else ZERO
+            shape = self.contract.adding(lever, card=True, capitalise=True, rate=rate, months=months)
+        elif months > self.contract.months:
+            shape = self.contract.adding(lever, months=months)
+        else:
+            return None
+        notes: list[str] = []
+        if PlanKind.CAPITALISE_ARREARS in levers and self.position.overdue_total > 0 and not shape.capitalise:
+            shape = shape.adding(PlanKind.CAPITALISE_ARREARS, capitalise=True)
+        if PlanKind.FEE_WAIVER in levers and not self._fits(shape, self.target):
+            shape = self._waive(shape, self.target, notes) or shape
+        return Candidate(shape, "preferred", tuple(notes), fits=self._fits(shape, self.target))
 
     def _with_step_ups(self, candidates: Iterable[Candidate]) -> Iterable[Candidate]:
         """After each affordable plan with a rate reduction, the same with the rate stepping back up to the

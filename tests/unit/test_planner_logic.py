@@ -236,6 +236,18 @@ def test_a_term_extension_takes_the_fewest_months_that_fit() -> None:
     assert extended["components"][0]["description"] == f"剩余期限由15个月延长至{months}个月，最后一期{last_due}"
 
 
+def test_the_term_the_customer_asks_for_is_proposed_and_one_past_the_cap_is_refused() -> None:
+    data = plan(request(preferred_term_months=36, income={"monthly_income": _money("7500.00")}))
+    asked = [p for p in data["proposals"] if p["term_months"] == 36 and kinds(p) == ["term_extension"]]
+    assert asked
+    assert "剩余期限由15个月延长至36个月" in asked[0]["components"][0]["description"]
+    too_long = plan(request(preferred_term_months=72, income={"monthly_income": _money("7500.00")}))
+    reasons = {refused["kind"]: refused["reason"] for refused in too_long["refused"]}
+    assert (
+        reasons["term_extension"] == "the customer asked for 72 months; the policy's cap for personal_loan in CN is 60"
+    )
+
+
 def test_a_rate_reduction_finds_the_highest_rate_that_fits_and_respects_the_floor() -> None:
     # The term is already at the 60-month cap: only the rate can move.
     req = request(

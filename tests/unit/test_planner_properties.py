@@ -102,6 +102,8 @@ def plan_requests(draw: st.DrawFn) -> PlanRequested:
     }
     if draw(st.booleans()):
         document["preferred_instalment"] = money(draw(cents(0, 2_000_000)))
+    if draw(st.integers(0, 3)) == 0:
+        document["preferred_term_months"] = draw(st.integers(1, 480))
     return PlanRequested.model_validate(document)
 
 
