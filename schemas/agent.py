@@ -123,6 +123,37 @@ class ClockResumed(AgentAction):
     reason: ReasonText
 
 
+class ExtensionUnit(StrEnum):
+    MINUTES = "minutes"
+    HOURS = "hours"
+    DAYS = "days"
+    WEEKS = "weeks"
+
+
+class ExtensionTarget(ConsumedModel):
+    """A whole allowed time, as a policy writes an extension step's target (e.g. 30 days)."""
+
+    amount: PositiveInt
+    unit: ExtensionUnit
+
+
+class ClockExtended(AgentAction):
+    """The agent extended an SLA clock's deadline, as its policy allows (e.g. a complex complaint: 15 to 30 days).
+
+    A further step may need an approver; the SLA engine grants it or refuses it on sla.alerts."""
+
+    clock: ClockName
+    reason: ReasonText = Field(description="Required: why more time is needed (the customer is told)")
+    approved_by: AgentId | None = Field(
+        default=None, description="Who approved the extension, where the policy's step needs an approver"
+    )
+    new_target: ExtensionTarget | None = Field(
+        default=None,
+        description="The whole allowed time wanted, one of the policy's extension steps (e.g. 30 days); by default "
+        "the next step. A later step, skipping the ones between, only where the clock's policy lets the agent choose",
+    )
+
+
 class Reopened(AgentAction):
     """The agent reopened a resolved or closed case."""
 
@@ -208,6 +239,10 @@ class ClockPausedEvent(ReceivedCloudEvent[ClockPaused]):
 
 class ClockResumedEvent(ReceivedCloudEvent[ClockResumed]):
     type: Literal["com.parley.agent.clock_resumed.v1"] = "com.parley.agent.clock_resumed.v1"
+
+
+class ClockExtendedEvent(ReceivedCloudEvent[ClockExtended]):
+    type: Literal["com.parley.agent.clock_extended.v1"] = "com.parley.agent.clock_extended.v1"
 
 
 class ReopenedEvent(ReceivedCloudEvent[Reopened]):

@@ -108,7 +108,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     TopicSpec(
         address=topics.AGENT_ACTIONS,
         description="What agents did on a case (contact, offers, the customer's answers, resolution, follow-up, "
-        "escalation, clock pauses); payments are reported here by the collections system.",
+        "escalation, clock pauses and extensions); payments are reported here by the collections system.",
         key=CASE_KEY,
         publishers=("agent desktops", "collections system"),
         consumers=("tracker", "routing", "sla"),

@@ -117,6 +117,7 @@ class ClockExtended(ClockData):
     extension: PositiveInt = Field(description="How many extensions the clock has had, this one included")
     approved_by: AgentId | None = None
     reason: ReasonText
+    agent_id: AgentId | None = Field(default=None, description="The agent who asked for the extension")
 
 
 class ClockPauseRefused(ClockData):
@@ -125,6 +126,18 @@ class ClockPauseRefused(ClockData):
     reason: ReasonText = Field(description="The reason the agent gave")
     refusal: ReasonText = Field(description="Why the pause was refused")
     agent_id: AgentId | None = None
+
+
+class ClockExtensionRefused(ClockData):
+    """An agent asked to extend a clock's deadline and its policy does not allow it; the deadline stands.
+
+    Why is in ``refusal``: no step left, no approver, the regulator's own deadline, a deadline already passed."""
+
+    reason: ReasonText = Field(description="The reason the agent gave")
+    refusal: ReasonText = Field(description="Why the extension was refused")
+    agent_id: AgentId | None = None
+    approved_by: AgentId | None = None
+    severity: Severity = Severity.WARNING
 
 
 class ClockStartedEvent(CloudEvent[ClockStarted]):
@@ -165,3 +178,7 @@ class ClockExtendedEvent(CloudEvent[ClockExtended]):
 
 class ClockPauseRefusedEvent(CloudEvent[ClockPauseRefused]):
     type: Literal["com.parley.sla.clock_pause_refused.v1"] = "com.parley.sla.clock_pause_refused.v1"
+
+
+class ClockExtensionRefusedEvent(CloudEvent[ClockExtensionRefused]):
+    type: Literal["com.parley.sla.clock_extension_refused.v1"] = "com.parley.sla.clock_extension_refused.v1"

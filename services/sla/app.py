@@ -18,10 +18,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from schemas import topics
-from schemas.agent import ClockPausedEvent, ClockResumedEvent
+from schemas.agent import ClockExtendedEvent, ClockPausedEvent, ClockResumedEvent
 from schemas.base import ConsumedModel
 from schemas.envelope import CloudEventAttributes
-from schemas.tracking import CaseOpenedEvent, CaseRoutedStepEvent, CaseTriagedStepEvent
+from schemas.tracking import CaseMergedEvent, CaseOpenedEvent, CaseRoutedStepEvent, CaseTriagedStepEvent
 from services.runtime import metrics
 from services.runtime.deadletter import InboundMessage
 from services.runtime.errors import ConfigurationError, PermanentError
@@ -29,15 +29,15 @@ from services.runtime.kafka import Record, event_record
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
 from services.sla import logic, store
-from services.sla.calendar import CalendarDataMissingError
-from services.sla.logic import Alert, CaseFacts, ClockState, SlaEvent
+from services.sla.calendar import CalendarDataMissingError, Unit
+from services.sla.logic import Alert, CaseFacts, ClockState, SlaEvent, Target
 from services.sla.policies import PolicyBook, PolicyError, load_policy_book
 from services.sla.webhook import AlertmanagerSender, alertmanager_alerts
 
 log = logging.getLogger(__name__)
 
 PROCESSOR = "sla"
-FACT_TRIGGERS = frozenset({logic.OPENED, logic.TRIAGED, logic.ROUTED, logic.PAUSE, logic.RESUME})
+FACT_TRIGGERS = frozenset({logic.OPENED, logic.TRIAGED, logic.ROUTED, logic.PAUSE, logic.RESUME, logic.EXTEND})
 RETRY_BROKEN_CLOCK_AFTER = timedelta(minutes=1)
 
 
@@ -97,7 +97,11 @@ def to_sla_event(message: InboundMessage, wanted: frozenset[str]) -> SlaEvent | 
             routed.time,
             priority=routed.data.priority.value,
             queue=routed.data.queue.value,
+            lane=routed.data.lane,
         )
+    if trigger == logic.MERGED:
+        merged: CaseMergedEvent = message.parse(CaseMergedEvent)
+        return SlaEvent(merged.id, trigger, merged.data.case_id, merged.time, new_facts=merged.data.new_facts)
     if trigger in (logic.PAUSE, logic.RESUME):
         action: ClockPausedEvent | ClockResumedEvent = (
             message.parse(ClockPausedEvent) if trigger == logic.PAUSE else message.parse(ClockResumedEvent)
@@ -110,6 +114,20 @@ def to_sla_event(message: InboundMessage, wanted: frozenset[str]) -> SlaEvent | 
             clock=action.data.clock,
             reason=action.data.reason,
             agent_id=action.data.agent_id,
+        )
+    if trigger == logic.EXTEND:
+        extension: ClockExtendedEvent = message.parse(ClockExtendedEvent)
+        wanted_target = extension.data.new_target
+        return SlaEvent(
+            extension.id,
+            trigger,
+            extension.data.case_id,
+            extension.time,
+            clock=extension.data.clock,
+            reason=extension.data.reason,
+            agent_id=extension.data.agent_id,
+            approved_by=extension.data.approved_by,
+            new_target=Target(wanted_target.amount, Unit(wanted_target.unit.value)) if wanted_target else None,
         )
     try:
         reference = _CaseRef.model_validate(envelope.data)

@@ -30,6 +30,7 @@ COLOURS = {
     "escalated": "\033[1;35m",  # bold magenta
     "warning": "\033[33m",  # yellow
     "clock_pause_refused": "\033[33m",
+    "clock_extension_refused": "\033[33m",
     "clock_met": "\033[32m",  # green
     "clock_started": "\033[36m",  # cyan
     "clock_resumed": "\033[36m",
@@ -42,6 +43,7 @@ LABELS = {
     "escalated": "ESCALATED",
     "warning": "WARNING",
     "clock_pause_refused": "PAUSE REFUSED",
+    "clock_extension_refused": "EXT. REFUSED",
     "clock_met": "met",
     "clock_started": "started",
     "clock_resumed": "resumed",
@@ -202,7 +204,9 @@ def alert_line(value: bytes, colour: bool) -> str | None:
         extra = f" -> {data.get('escalated_to')} (level {data.get('level')})"
     elif kind == "warning" and data.get("elapsed_fraction") is not None:
         extra = f" ({float(data['elapsed_fraction']):.0%} used)"
-    elif kind in ("clock_paused", "clock_resumed", "clock_pause_refused", "clock_cancelled", "clock_extended"):
+    elif kind in ("clock_pause_refused", "clock_extension_refused"):
+        extra = f" ({data.get('refusal', '')})"[:160]
+    elif kind in ("clock_paused", "clock_resumed", "clock_cancelled", "clock_extended"):
         extra = f" ({data.get('reason', '')})"[:120]
     line = (
         f"{event.get('time', '')}  {label:<13} {data.get('clock', ''):<18} case {data.get('case_id', '')}  "

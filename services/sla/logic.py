@@ -26,6 +26,8 @@ from schemas.sla import (
     ClockCancelledEvent,
     ClockExtended,
     ClockExtendedEvent,
+    ClockExtensionRefused,
+    ClockExtensionRefusedEvent,
     ClockMet,
     ClockMetEvent,
     ClockPaused,
@@ -45,8 +47,8 @@ from schemas.sla import (
     SlaWarningEvent,
 )
 from schemas.values import ClockName, Priority, Queue
-from services.sla.calendar import BusinessCalendar, Pause, Span
-from services.sla.policies import CaseProfile, ClockConfig, PolicyBook, PolicyVersion
+from services.sla.calendar import BusinessCalendar, CalendarDataMissingError, Pause, Span, Unit
+from services.sla.policies import NEW_FACTS_TRIGGER, CaseProfile, ClockConfig, PolicyBook, PolicyVersion
 
 SOURCE = "/parley/sla"
 ALERT_ID_NAMESPACE = uuid.UUID("5b0e8c1d-2f4a-4e7b-9c3d-8a1f6e2b7d40")
@@ -54,11 +56,13 @@ ALERT_ID_NAMESPACE = uuid.UUID("5b0e8c1d-2f4a-4e7b-9c3d-8a1f6e2b7d40")
 OPENED = "tracking.opened"
 TRIAGED = "tracking.triaged"
 ROUTED = "tracking.routed"
+MERGED = NEW_FACTS_TRIGGER
 PAUSE = "agent.clock_paused"
 RESUME = "agent.clock_resumed"
-EXTEND = "sla.extend"
-"""An extension request (no agent action carries one yet: see ``on_event``)."""
+EXTEND = "agent.clock_extended"
 CLOCK_REQUESTS = (PAUSE, RESUME, EXTEND)
+PR_LANE = "public_opinion"
+"""tracking.routed for a copy of the case on the PR desk: the case keeps its own queue."""
 MAX_PARKED = 20
 """Requests kept per case for clocks it does not have yet; the oldest go first (journaled)."""
 
@@ -153,6 +157,17 @@ class ClockState:
 
 
 @dataclass(frozen=True)
+class Target:
+    """An allowed time as an agent asks for it (an extension's ``new_target``), e.g. 30 days."""
+
+    amount: int
+    unit: Unit
+
+    def __str__(self) -> str:
+        return f"{self.amount} {self.unit.value}"
+
+
+@dataclass(frozen=True)
 class SlaEvent:
     """A consumed event as the SLA engine sees it (built by the app from case.tracking or agent.actions)."""
 
@@ -172,6 +187,12 @@ class SlaEvent:
     reason: str | None = None
     agent_id: str | None = None
     approved_by: str | None = None
+    new_target: Target | None = None
+    """An extension's wanted step (None: the next one)."""
+    lane: str | None = None
+    """tracking.routed: primary (None means primary) or public_opinion (a copy for the PR desk)."""
+    new_facts: bool = False
+    """tracking.merged: the feedback that joined the case brought new facts."""
 
 
 @dataclass(frozen=True)
@@ -396,7 +417,9 @@ def _facts_after(facts: CaseFacts, event: SlaEvent) -> CaseFacts:
             jurisdiction=event.jurisdiction,
             regulator_deadline=event.regulator_deadline,
         )
-    for name in ("category", "priority", "queue"):
+    # A PR-desk copy (lane public_opinion) is not where the case is worked: its queue is not the case's.
+    names = ("category", "priority") if event.lane == PR_LANE else ("category", "priority", "queue")
+    for name in names:
         value = getattr(event, name)
         if value is not None and event.trigger in (TRIAGED, ROUTED):
             changes[name] = value
@@ -619,46 +642,113 @@ def _resume(book: PolicyBook, current: Clocks, event: SlaEvent, outcome: Outcome
     put(resumed)
 
 
+def _step_of(config: ClockConfig, target: Target) -> int | None:
+    """Which extension step (1 = the first) allows exactly ``target``."""
+    for number, step in enumerate(config.extensions, start=1):
+        if (step.to.amount, step.to.unit) == (target.amount, target.unit):
+            return number
+    return None
+
+
+def _steps_text(config: ClockConfig) -> str:
+    return ", ".join(
+        f"{step.to.amount} {step.to.unit.value}{' with approval' if step.approval_required else ''}"
+        for step in config.extensions
+    )
+
+
+def _extension_refusal(config: ClockConfig, clock: ClockState, event: SlaEvent) -> tuple[int, str | None]:
+    """The extension step the request reaches, and why it cannot be granted (None: granted)."""
+    step = clock.extensions + 1
+    if on_regulator_deadline(config, clock):
+        return step, "the clock runs on the regulator's own deadline, which no extension moves"
+    if not config.extensions:
+        return step, f"the {clock.clock.value} clock of policy {clock.policy_id} cannot be extended"
+    if clock.extensions >= len(config.extensions):
+        return step, f"the policy allows {len(config.extensions)} extension(s) ({_steps_text(config)}), all used"
+    if event.new_target is not None:
+        wanted = _step_of(config, event.new_target)
+        if wanted is None:
+            return step, f"no extension step of the policy allows {event.new_target} ({_steps_text(config)})"
+        if wanted <= clock.extensions:
+            return step, f"the clock already has {event.new_target} or more"
+        if wanted > step and not config.extension_choice:
+            nxt = config.extensions[clock.extensions].to
+            return step, f"the policy grants its extensions one at a time: the next is to {nxt.amount} {nxt.unit.value}"
+        step = wanted
+    crossed = config.extensions[clock.extensions : step]
+    if any(s.approval_required for s in crossed):
+        if not event.approved_by:
+            return step, "this extension needs an approver (approved_by)"
+        if event.approved_by == event.agent_id:
+            return step, "the agent who asks for an extension cannot also approve it"
+    if clock.status is ClockStatus.RUNNING and event.at >= clock.deadline:
+        return step, "the deadline has passed: a breached clock is not extended"
+    return step, None
+
+
 def _extend(book: PolicyBook, current: Clocks, event: SlaEvent, outcome: Outcome, put: Put) -> None:
     assert event.clock is not None
     clock = _active(current, event.clock)
-    refusal = None
     if clock is None:
-        refusal = "no running clock of that name"
-    else:
-        config = clock_config(book, clock)
-        if on_regulator_deadline(config, clock):
-            refusal = "the clock runs on the regulator's own deadline"
-        elif clock.extensions >= len(config.extensions):
-            refusal = f"the policy allows {len(config.extensions)} extension(s), all used"
-        elif config.extensions[clock.extensions].approval_required and not event.approved_by:
-            refusal = "this extension needs an approver"
-        elif clock.status is ClockStatus.RUNNING and event.at >= clock.deadline:
-            refusal = "the deadline has passed: a breached clock is not extended"
-    if refusal is not None or clock is None:
         outcome.journal.append(
             JournalEntry(
                 event.case_id,
                 event.clock,
-                clock.cycle if clock else None,
+                None,
                 "extension_refused",
                 event.at,
                 event.event_id,
-                refusal,
+                f"no running clock of that name: {event.reason or ''}"[:1000],
             )
         )
         return
-    extended = _settle(book, replace(clock, extensions=clock.extensions + 1))
+    config = clock_config(book, clock)
+    step, refusal = _extension_refusal(config, clock, event)
+    reason = event.reason if event.reason and len(event.reason) >= 3 else "(no reason given)"
+    extended = clock
+    if refusal is None:
+        try:
+            extended = _settle(book, replace(clock, extensions=step))
+        except CalendarDataMissingError as exc:  # a clear answer to the agent, not a dead letter
+            refusal = f"the extended deadline cannot be computed: {exc}"[:1000]
+    if refusal is not None:
+        refused = ClockExtensionRefused(
+            **_common(clock, f"extension_refused/{event.event_id}", event.at),
+            reason=reason,
+            refusal=refusal,
+            agent_id=event.agent_id,
+            approved_by=event.approved_by,
+        )
+        outcome.alerts.append(_envelope(ClockExtensionRefusedEvent, clock, event.at, refused))
+        outcome.journal.append(
+            JournalEntry(
+                clock.case_id, clock.clock, clock.cycle, "extension_refused", event.at, event.event_id, refusal
+            )
+        )
+        return
     data = ClockExtended(
         **_common(extended, f"extended/{extended.extensions}", event.at),
         previous_deadline=clock.deadline,
         extension=extended.extensions,
         approved_by=event.approved_by,
-        reason=event.reason if event.reason and len(event.reason) >= 3 else "extension granted",
+        reason=reason,
+        agent_id=event.agent_id,
     )
     outcome.alerts.append(_envelope(ClockExtendedEvent, extended, event.at, data))
+    span = span_of(config, extended.extensions)
     outcome.journal.append(
-        JournalEntry(clock.case_id, clock.clock, clock.cycle, "extended", event.at, event.event_id, event.reason)
+        JournalEntry(
+            clock.case_id,
+            clock.clock,
+            clock.cycle,
+            "extended",
+            event.at,
+            event.event_id,
+            f"to {span.amount} {span.unit.value}"
+            + (f", approved by {event.approved_by}" if event.approved_by else "")
+            + f": {event.reason or ''}"[:900],
+        )
     )
     put(extended)
 
@@ -671,7 +761,13 @@ _REQUESTS: dict[str, Callable[[PolicyBook, Clocks, SlaEvent, Outcome, Put], None
 
 
 def _finish(
-    book: PolicyBook, clock: ClockState, status: ClockStatus, event: SlaEvent, outcome: Outcome, put: Put
+    book: PolicyBook,
+    clock: ClockState,
+    status: ClockStatus,
+    event: SlaEvent,
+    outcome: Outcome,
+    put: Put,
+    reason: str | None = None,
 ) -> ClockState:
     closed = _close_pause(clock, event.at)
     deadline = compute_deadline(book, closed) or closed.deadline
@@ -684,10 +780,20 @@ def _finish(
         )
         outcome.alerts.append(_envelope(ClockMetEvent, finished, event.at, data))
     else:
-        data = ClockCancelled(**_common(finished, "cancelled", event.at), reason=f"case event {event.trigger}")
+        data = ClockCancelled(
+            **_common(finished, "cancelled", event.at), reason=reason or f"case event {event.trigger}"
+        )
         outcome.alerts.append(_envelope(ClockCancelledEvent, finished, event.at, data))
     outcome.journal.append(
-        JournalEntry(clock.case_id, clock.clock, clock.cycle, status.value, event.at, event.event_id, event.trigger)
+        JournalEntry(
+            clock.case_id,
+            clock.clock,
+            clock.cycle,
+            status.value,
+            event.at,
+            event.event_id,
+            f"{event.trigger}: {reason}" if reason else event.trigger,
+        )
     )
     put(finished)
     return finished
@@ -706,6 +812,38 @@ def _stop_and_restart(
             _finish(book, clock, ClockStatus.MET, event, outcome, put)
             # The next run: the same clock, chosen again for the case as it stands now.
             _start(book, current, facts, event.trigger, event.at, event, outcome, put, only=clock.clock)
+        elif event.trigger == MERGED and event.new_facts and config.restart_on_new_facts:
+            _restart_on_new_facts(book, current, facts, clock, event, outcome, put)
+
+
+def _restart_on_new_facts(
+    book: PolicyBook,
+    current: Clocks,
+    facts: CaseFacts,
+    clock: ClockState,
+    event: SlaEvent,
+    outcome: Outcome,
+    put: Put,
+) -> None:
+    """New facts make the case one received anew for this clock: the run ends (cancelled: neither met nor missed)
+    and a new run, the next cycle with its own alerts and dedup keys, counts from the merge."""
+    if on_regulator_deadline(clock_config(book, clock), clock):
+        outcome.journal.append(
+            JournalEntry(
+                clock.case_id,
+                clock.clock,
+                clock.cycle,
+                "restart_skipped",
+                event.at,
+                event.event_id,
+                "new facts, but the clock runs on the regulator's own deadline, which they do not move",
+            )
+        )
+        return
+    if event.at <= clock.started_at:
+        return  # facts the run already counts from
+    _finish(book, clock, ClockStatus.CANCELLED, event, outcome, put, reason="new facts merged into the case: restarted")
+    _start(book, current, facts, event.trigger, event.at, event, outcome, put, only=clock.clock, from_event=True)
 
 
 def _start(
@@ -719,7 +857,10 @@ def _start(
     put: Put,
     only: ClockName | None = None,
     only_new: bool = False,
+    from_event: bool = False,
 ) -> None:
+    """Start the clocks the trigger starts; ``from_event``: ``only`` starts, counted from the event, whatever its
+    policy's triggers and anchor (a restart on new facts)."""
     for name in [only] if only is not None else book.started_by(trigger):
         if _active(current, name) is not None:
             continue
@@ -729,9 +870,10 @@ def _start(
         if selection is None:
             continue
         config = selection.clock
-        if trigger not in config.starts_on and trigger not in config.restarts_on:
+        if not from_event and trigger not in config.starts_on and trigger not in config.restarts_on:
             continue
-        started_at = facts.opened_at if config.anchor == "case_opened" and facts.opened_at is not None else at
+        from_opening = not from_event and config.anchor == "case_opened" and facts.opened_at is not None
+        started_at = facts.opened_at if from_opening and facts.opened_at is not None else at
         policy = selection.version.policy
         assert facts.priority is not None
         clock = ClockState(

@@ -90,6 +90,21 @@ def _known_trigger(value: str) -> str:
 
 Trigger = Annotated[str, AfterValidator(_known_trigger)]
 
+NEW_FACTS_TRIGGER = "tracking.merged"
+"""The step that may bring new facts to a case (``new_facts``): a clock with ``restart_on_new_facts`` restarts on it."""
+
+CLOCK_FIELDS_ADDED_LATER: dict[str, object] = {"extension_choice": False, "restart_on_new_facts": False}
+"""Clock fields added after versions were first recorded: left out of a version's meaning while at their default,
+so a version recorded before they existed keeps its checksum (and its workers start)."""
+
+
+def _without_later_defaults(policy: dict[str, Any]) -> dict[str, Any]:
+    for clock in policy.get("clocks", []):
+        for name, default in CLOCK_FIELDS_ADDED_LATER.items():
+            if name in clock and clock[name] == default:
+                del clock[name]
+    return policy
+
 
 def _time_zone(value: str) -> str:
     try:
@@ -222,12 +237,24 @@ class ClockConfig(Strict):
     escalations: list[EscalationConfig] = Field(default_factory=list)
     pause_conditions: list[str] = Field(default_factory=list, description="Why the clock may be paused")
     extensions: list[ExtensionConfig] = Field(default_factory=list, description="Each extension, in order")
+    extension_choice: bool = Field(
+        default=False,
+        description="An agent's extension may name any later step (new_target), skipping the ones between; "
+        "otherwise steps are granted one at a time",
+    )
+    restart_on_new_facts: bool = Field(
+        default=False,
+        description="Feedback merged into the case with new facts (tracking.merged, new_facts) ends this run and "
+        "starts a new one, counted from the merge",
+    )
 
     @model_validator(mode="after")
     def _sane(self) -> ClockConfig:
         levels = [e.level for e in self.escalations]
         if len(set(levels)) != len(levels):
             raise ValueError("escalation levels must be distinct")
+        if self.extension_choice and not self.extensions:
+            raise ValueError("extension_choice needs extensions to choose from")
         return self
 
     def spans(self) -> list[Span]:
@@ -242,7 +269,8 @@ class ClockConfig(Strict):
         return self.calendar
 
     def triggers(self) -> set[str]:
-        return {*self.starts_on, *self.stops_on, *self.restarts_on, *self.cancels_on}
+        merged = {NEW_FACTS_TRIGGER} if self.restart_on_new_facts else set()
+        return {*self.starts_on, *self.stops_on, *self.restarts_on, *self.cancels_on, *merged}
 
 
 class SelectorConfig(Strict):
@@ -320,16 +348,19 @@ class PolicyVersion:
     def key(self) -> tuple[str, int]:
         return self.policy.id, self.policy.version
 
+    def policy_meaning(self) -> dict[str, Any]:
+        return _without_later_defaults(self.policy.model_dump(mode="json"))
+
     def spec(self) -> dict[str, Any]:
         return {
-            "policy": self.policy.model_dump(mode="json"),
+            "policy": self.policy_meaning(),
             "calendars": {name: self.calendars[name].model_dump(mode="json") for name in sorted(self.calendars)},
         }
 
     @property
     def checksum(self) -> str:
         meaning = {
-            "policy": self.policy.model_dump(mode="json"),
+            "policy": self.policy_meaning(),
             "calendars": {name: self.calendars[name].definition() for name in sorted(self.calendars)},
         }
         return hashlib.sha256(json.dumps(meaning, sort_keys=True).encode()).hexdigest()

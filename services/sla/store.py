@@ -22,7 +22,8 @@ from schemas.values import ClockName
 from services.runtime.db import add_to_outbox, claim_messages, transaction
 from services.runtime.errors import ConfigurationError
 from services.runtime.kafka import Record
-from services.sla.logic import CaseFacts, ClockState, ClockStatus, JournalEntry, PauseRecord, SlaEvent
+from services.sla.calendar import Unit
+from services.sla.logic import CaseFacts, ClockState, ClockStatus, JournalEntry, PauseRecord, SlaEvent, Target
 from services.sla.policies import PolicyVersion
 
 if TYPE_CHECKING:
@@ -78,11 +79,20 @@ def _parked_json(parked: Sequence[SlaEvent]) -> str:
                 "reason": e.reason,
                 "agent_id": e.agent_id,
                 "approved_by": e.approved_by,
+                "new_target": _target_json(e.new_target),
             }
             for e in parked
         ],
         ensure_ascii=False,
     )
+
+
+def _target_json(target: Target | None) -> dict[str, Any] | None:
+    return {"amount": target.amount, "unit": target.unit.value} if target else None
+
+
+def _target(value: dict[str, Any] | None) -> Target | None:
+    return Target(int(value["amount"]), Unit(value["unit"])) if value else None
 
 
 def _parked(text: str, case_id: uuid.UUID) -> tuple[SlaEvent, ...]:
@@ -96,6 +106,7 @@ def _parked(text: str, case_id: uuid.UUID) -> tuple[SlaEvent, ...]:
             reason=e["reason"],
             agent_id=e["agent_id"],
             approved_by=e["approved_by"],
+            new_target=_target(e.get("new_target")),
         )
         for e in json.loads(text)
     )

@@ -143,6 +143,7 @@ class Action(StrEnum):
     ESCALATED = "escalated"  # an agent passed the case to another queue
     CLOCK_PAUSED = "clock_paused"
     CLOCK_RESUMED = "clock_resumed"
+    CLOCK_EXTENDED = "clock_extended"
     REOPENED = "reopened"
     MERGE_UNDONE = "merge_undone"
 
@@ -195,6 +196,7 @@ TRANSITIONS: dict[Action, dict[CaseStatus, CaseStatus]] = {
     Action.ESCALATED: _stays(WORKING),
     Action.CLOCK_PAUSED: _stays(OPEN),
     Action.CLOCK_RESUMED: _stays(OPEN),
+    Action.CLOCK_EXTENDED: _stays(OPEN),
     Action.REOPENED: _goes((S.RESOLVED, S.FOLLOWED_UP, S.CLOSED), S.REOPENED),
     Action.MERGE_UNDONE: _stays(EVERY_STATUS),
 }
@@ -856,6 +858,7 @@ class Batch:
 
     _do_clock_paused = _do_note_added
     _do_clock_resumed = _do_note_added
+    _do_clock_extended = _do_note_added  # on the audit trail; the SLA engine grants or refuses it
     _do_merge_undone = _do_note_added  # the split itself arrives from routing
 
     def _do_plan_requested(

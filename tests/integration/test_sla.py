@@ -27,18 +27,35 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from schemas import topics
-from schemas.agent import ClockPaused, ClockPausedEvent, ClockResumed, ClockResumedEvent
+from schemas.agent import (
+    ClockExtended,
+    ClockExtendedEvent,
+    ClockPaused,
+    ClockPausedEvent,
+    ClockResumed,
+    ClockResumedEvent,
+    ExtensionTarget,
+    ExtensionUnit,
+)
 from schemas.channels import Channel
 from schemas.envelope import CloudEvent
 from schemas.tracking import (
+    CaseMerged,
+    CaseMergedEvent,
     CaseOpened,
     CaseOpenedEvent,
+    CaseResolved,
+    CaseResolvedEvent,
+    CaseRoutedStep,
+    CaseRoutedStepEvent,
     CaseTriagedStep,
     CaseTriagedStepEvent,
     FirstContact,
     FirstContactEvent,
+    PlanAccepted,
+    PlanAcceptedEvent,
 )
-from schemas.values import CaseStatus, Category, ClockName, ContactChannel, Jurisdiction, Priority
+from schemas.values import CaseStatus, Category, ClockName, ContactChannel, Jurisdiction, Priority, Queue, Resolution
 from services.runtime.kafka import ensure_topics
 from tests.integration.conftest import Pipeline, _with_database, read_topic
 
@@ -417,3 +434,210 @@ async def test_a_changed_policy_version_or_a_broken_file_stops_the_worker_with_t
     log = pipeline.log_text("broken")
     assert "is not a valid SLA policies file" in log
     assert "policies[0] (it-pausable).clocks[0].target.unit" in log
+
+
+EXTENDING = """
+calendars:
+  always: {time_zone: UTC, holidays: every-day, working_hours: ["00:00-24:00"]}
+policies:
+  - id: it-complaint
+    version: 1
+    effective_from: 2020-01-01T00:00:00Z
+    selector: {channels: [app]}
+    clocks:
+      - name: resolution
+        calendar: always
+        target: {amount: 10, unit: minutes}
+        starts_on: [tracking.opened]
+        stops_on: [tracking.resolved, tracking.plan_accepted]
+        extensions:
+          - to: {amount: 20, unit: minutes}
+          - to: {amount: 30, unit: minutes}
+            approval_required: true
+  - id: it-referral
+    version: 1
+    effective_from: 2020-01-01T00:00:00Z
+    selector: {channels: [regulator]}
+    clocks:
+      - name: regulator_response
+        calendar: always
+        target: {amount: 10, unit: minutes}
+        starts_on: [tracking.opened]
+        stops_on: [tracking.resolved, tracking.plan_accepted]
+        restart_on_new_facts: true
+"""
+
+
+def _step(event_class: Any, case_id: uuid.UUID, name: str, at: datetime, data: Any) -> CloudEvent[Any]:
+    event: CloudEvent[Any] = event_class(
+        id=_event_id(case_id, name), source=TRACKER, time=at, subject=str(case_id), data=data
+    )
+    return event
+
+
+def opened_and_triaged(case_id: uuid.UUID, channel: Channel, at: datetime) -> list[CloudEvent[Any]]:
+    return [
+        _step(
+            CaseOpenedEvent,
+            case_id,
+            "opened",
+            at,
+            CaseOpened(
+                case_id=case_id,
+                status=CaseStatus.OPENED,
+                channel=channel,
+                feedback_id=_event_id(case_id, "feedback"),
+                opened_at=at,
+                jurisdiction=Jurisdiction.CN,
+            ),
+        ),
+        _step(
+            CaseTriagedStepEvent,
+            case_id,
+            "triaged",
+            at + timedelta(seconds=1),
+            CaseTriagedStep(
+                case_id=case_id, status=CaseStatus.TRIAGED, category=Category.LOAN_APPROVAL, priority=Priority.P2
+            ),
+        ),
+    ]
+
+
+def extension(case_id: uuid.UUID, at: datetime, approved_by: str | None, target: int | None = None) -> bytes:
+    data = ClockExtended(
+        case_id=case_id,
+        agent_id="E20731",
+        clock=ClockName.RESOLUTION,
+        reason="情况复杂，需调取交易流水",
+        approved_by=approved_by,
+        new_target=ExtensionTarget(amount=target, unit=ExtensionUnit.MINUTES) if target else None,
+    )
+    event = ClockExtendedEvent(
+        id=uuid.uuid5(case_id, f"extend:{at.isoformat()}"),
+        source="/agent-desktop/test",
+        time=at,
+        subject=str(case_id),
+        data=data,
+    )
+    return event.to_json_bytes()
+
+
+def _kinds(alerts: list[dict[str, Any]], case_id: uuid.UUID) -> list[str]:
+    return [
+        a["type"].removeprefix("com.parley.sla.").removesuffix(".v1") + f"/{a['data']['cycle']}"
+        for a in alerts
+        if a["data"]["case_id"] == str(case_id)
+    ]
+
+
+async def test_agents_extend_a_clock_a_plan_decides_it_new_facts_restart_one_and_a_pr_copy_keeps_the_queue(
+    pipeline: Pipeline,
+    producer: AIOKafkaProducer,
+    db: asyncpg.Connection,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    policies = tmp_path / "sla-policies.yaml"
+    policies.write_text(EXTENDING, encoding="utf-8")
+    monkeypatch.setenv("PARLEY_SLA_POLICIES_PATH", str(policies))
+    pipeline.start("sla")
+    await wait_until_ready(pipeline, ["sla"])
+    alerts_topic = pipeline.topic(topics.SLA_ALERTS)
+    base = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=1)
+    complaint, referral = uuid.uuid4(), uuid.uuid4()
+
+    routed = [
+        _step(
+            CaseRoutedStepEvent,
+            complaint,
+            f"routed:{lane}",
+            base + timedelta(seconds=2 + number),
+            CaseRoutedStep(case_id=complaint, status=CaseStatus.ROUTED, queue=queue, priority=Priority.P2, lane=lane),
+        )
+        for number, (queue, lane) in enumerate([(Queue.LOANS, "primary"), (Queue.PUBLIC_OPINION, "public_opinion")])
+    ]
+    await publish(
+        producer,
+        pipeline,
+        [
+            *opened_and_triaged(complaint, Channel.APP, base),
+            *routed,
+            *opened_and_triaged(referral, Channel.REGULATOR, base),
+        ],
+    )
+    await read_topic(pipeline.bootstrap_servers, alerts_topic, at_least=2, timeout_seconds=60)
+
+    # The agent extends to 20 minutes, asks for the approved step without an approver, then with one.
+    actions = pipeline.topic(topics.AGENT_ACTIONS)
+    key = str(complaint).encode()
+    for seconds, approver, target in ((10, None, None), (11, None, 30), (12, "E10422", 30)):
+        await producer.send_and_wait(
+            actions, extension(complaint, base + timedelta(seconds=seconds), approver, target), key=key
+        )
+    await read_topic(pipeline.bootstrap_servers, alerts_topic, at_least=5, timeout_seconds=60)
+
+    # The customer agrees a plan; the referral gets new facts, then is resolved.
+    new_facts = _step(
+        CaseMergedEvent,
+        referral,
+        "merged",
+        base + timedelta(seconds=15),
+        CaseMerged(
+            case_id=referral,
+            status=CaseStatus.TRIAGED,
+            feedback_id=_event_id(referral, "second-feedback"),
+            channel=Channel.REGULATOR,
+            match_basis="explicit_reference",
+            new_facts=True,
+        ),
+    )
+    later = [
+        _step(
+            PlanAcceptedEvent,
+            complaint,
+            "plan_accepted",
+            base + timedelta(seconds=20),
+            PlanAccepted(case_id=complaint, status=CaseStatus.PLAN_ACTIVE, plan_id=uuid.uuid4(), agent_id="E20731"),
+        ),
+        new_facts,
+        _step(
+            CaseResolvedEvent,
+            referral,
+            "resolved",
+            base + timedelta(seconds=30),
+            CaseResolved(
+                case_id=referral, status=CaseStatus.RESOLVED, resolution=Resolution.EXPLAINED, agent_id="E20731"
+            ),
+        ),
+    ]
+    await publish(producer, pipeline, later)
+    alerts = _alerts(await read_topic(pipeline.bootstrap_servers, alerts_topic, at_least=9, timeout_seconds=60))
+
+    assert _kinds(alerts, complaint) == [
+        "clock_started/0",
+        "clock_extended/0",
+        "clock_extension_refused/0",
+        "clock_extended/0",
+        "clock_met/0",
+    ]
+    mine = [a["data"] for a in alerts if a["data"]["case_id"] == str(complaint)]
+    assert datetime.fromisoformat(mine[1]["deadline"]) == base + timedelta(minutes=20)
+    assert mine[2]["refusal"] == "this extension needs an approver (approved_by)"
+    assert (mine[3]["extension"], mine[3]["approved_by"]) == (2, "E10422")
+    assert datetime.fromisoformat(mine[3]["deadline"]) == base + timedelta(minutes=30)
+    assert mine[4]["seconds_to_spare"] == 30 * 60 - 20
+
+    assert _kinds(alerts, referral) == ["clock_started/0", "clock_cancelled/0", "clock_started/1", "clock_met/1"]
+    theirs = [a["data"] for a in alerts if a["data"]["case_id"] == str(referral)]
+    assert theirs[2]["dedup_key"] == f"{referral}/regulator_response/1/started"
+    assert datetime.fromisoformat(theirs[2]["deadline"]) == base + timedelta(seconds=15, minutes=10)
+    assert len({a["id"] for a in alerts}) == len(alerts) == 9
+
+    # The PR desk's copy did not take the case out of its queue; the journal has the requests and the restart.
+    assert await db.fetchval("SELECT queue FROM sla.cases WHERE case_id = $1", complaint) == "loans"
+    journal = await db.fetch(
+        "SELECT action FROM sla.clock_journal WHERE case_id = $1 AND action <> 'parked' ORDER BY id", complaint
+    )
+    assert [row["action"] for row in journal] == ["started", "extended", "extension_refused", "extended", "met"]
+    clocks = await db.fetch("SELECT cycle, status FROM sla.clocks WHERE case_id = $1 ORDER BY cycle", referral)
+    assert [(row["cycle"], row["status"]) for row in clocks] == [(0, "cancelled"), (1, "met")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -116,3 +117,15 @@ def test_alert_lines_are_colour_coded_by_kind() -> None:
     coloured = alert_line(json.dumps(breach).encode(), colour=True)
     assert coloured == f"{COLOURS['breached']}{plain}{RESET}"
     assert alert_line(b"not json", colour=True) is None
+
+
+def test_a_refused_extension_or_pause_shows_why_it_was_refused() -> None:
+    examples = Path(__file__).resolve().parents[2] / "schemas" / "examples"
+    for name, label in (("clock_extension_refused", "EXT. REFUSED"), ("clock_pause_refused", "PAUSE REFUSED")):
+        value = (examples / f"com.parley.sla.{name}.v1.json").read_bytes()
+        line = alert_line(value, colour=True)
+        assert line is not None
+        refusal = json.loads(value)["data"]["refusal"]
+        assert line.startswith(COLOURS[name])
+        assert label in line
+        assert f"({refusal})" in line

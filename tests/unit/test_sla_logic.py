@@ -15,8 +15,9 @@ import yaml
 
 from schemas.values import ClockName
 from services.sla import logic
+from services.sla.calendar import Unit
 from services.sla.logic import CaseFacts, ClockState, ClockStatus, SlaEvent
-from services.sla.policies import PolicyBook, book_from_file, load_policy_book, parse_policy_document
+from services.sla.policies import PolicyBook, PolicyError, book_from_file, load_policy_book, parse_policy_document
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 LONDON = ZoneInfo("Europe/London")
@@ -515,3 +516,292 @@ def test_a_clock_starts_from_the_opening_once_the_facts_that_select_it_arrive(bo
     # A clock that already ran is not started again by a later change of priority.
     case.feed(event("tracking.first_contact", sh(2026, 9, 28, 11)))
     assert kinds(case.feed(triaged(sh(2026, 9, 28, 12), priority="P1")), ClockName.FIRST_CONTACT) == []
+
+
+# ---- agent.clock_extended: granted, refused with a reason, a chosen step ----
+
+
+def extend(at: datetime, clock: ClockName = ClockName.RESOLUTION, **fields: Any) -> SlaEvent:
+    defaults: dict[str, Any] = {"clock": clock, "reason": "情况复杂，需调取交易流水", "agent_id": "E20731"}
+    return event(logic.EXTEND, at, **{**defaults, **fields})
+
+
+def test_an_extension_is_refused_on_sla_alerts_with_why(book: PolicyBook) -> None:
+    case = Case(book)
+    case.feed(opened(sh(2026, 10, 12, 10)), triaged(sh(2026, 10, 12, 10)))
+    assert case.clock(ClockName.RESOLUTION).deadline == sh(2026, 10, 28)  # 15 days from 13 October, to 24:00
+    granted = case.feed(extend(sh(2026, 10, 14, 11, 20)))
+    assert kinds(granted, ClockName.RESOLUTION) == ["clock_extended:resolution"]
+    assert (granted[-1].data.deadline, granted[-1].data.agent_id) == (sh(2026, 11, 12), "E20731")  # 30 days
+    assert case.journal[-1].reason == "to 30 days: 情况复杂，需调取交易流水"
+
+    request = extend(sh(2026, 10, 30, 9), reason="特别复杂，需总行审批")
+    refused = case.feed(request)
+    assert kinds(refused, ClockName.RESOLUTION) == ["clock_extension_refused:resolution"]
+    alert = refused[-1]
+    assert alert.data.refusal == "this extension needs an approver (approved_by)"
+    assert (alert.data.reason, alert.data.agent_id, alert.data.severity.value) == (
+        "特别复杂，需总行审批",
+        "E20731",
+        "warning",
+    )
+    assert alert.data.deadline == sh(2026, 11, 12)  # the deadline stands
+    assert alert.data.remaining_seconds == int((sh(2026, 11, 12) - sh(2026, 10, 30, 9)).total_seconds())
+    assert alert.data.dedup_key == f"{CASE}/resolution/0/extension_refused/{request.event_id}"
+    assert alert.id == uuid.uuid5(logic.ALERT_ID_NAMESPACE, alert.data.dedup_key)
+    assert case.journal[-1].action == "extension_refused"
+
+    own = case.feed(extend(sh(2026, 10, 30, 9, 5), approved_by="E20731"))
+    assert own[-1].data.refusal == "the agent who asks for an extension cannot also approve it"
+    approved = case.feed(extend(sh(2026, 10, 30, 9, 10), approved_by="E10422"))
+    assert kinds(approved, ClockName.RESOLUTION) == ["clock_extended:resolution"]
+    # 60 days from 13 October: Friday 11 December, to 24:00.
+    assert (approved[-1].data.deadline, approved[-1].data.extension) == (sh(2026, 12, 12), 2)
+    assert approved[-1].data.approved_by == "E10422"
+    last = case.feed(extend(sh(2026, 11, 2, 9), approved_by="E10422"))
+    assert "allows 2 extension(s) (30 days, 60 days with approval), all used" in last[-1].data.refusal
+
+
+def test_an_extension_past_the_calendar_data_is_refused_not_dead_lettered(book: PolicyBook) -> None:
+    case = Case(book)
+    case.feed(opened(sh(2026, 12, 1, 10)), triaged(sh(2026, 12, 1, 10)))
+    case.feed(extend(sh(2026, 12, 3, 9)))  # 30 days: 31 December, still in 2026
+    refused = case.feed(extend(sh(2026, 12, 10, 9), approved_by="E10422"))  # 60 days reach into 2027
+    assert kinds(refused, ClockName.RESOLUTION) == ["clock_extension_refused:resolution"]
+    assert "no holiday data for 2027" in refused[-1].data.refusal
+    assert case.clock(ClockName.RESOLUTION).extensions == 1
+
+
+def test_a_clock_without_extensions_or_on_the_regulators_deadline_refuses_them(book: PolicyBook) -> None:
+    case = Case(book)
+    case.feed(opened(sh(2026, 12, 1, 10)), triaged(sh(2026, 12, 1, 10)))
+    refused = case.feed(extend(sh(2026, 12, 1, 11), clock=ClockName.FIRST_CONTACT))
+    assert kinds(refused) == ["clock_extension_refused:first_contact"]
+    assert refused[0].data.refusal == "the first_contact clock of policy cn-operations cannot be extended"
+
+    referral = Case(book)
+    referral.feed(
+        opened(sh(2026, 12, 1, 10), channel="regulator", regulator_deadline=sh(2026, 12, 9, 17)),
+        triaged(sh(2026, 12, 1, 10)),
+    )
+    refused = referral.feed(extend(sh(2026, 12, 1, 11), clock=ClockName.REGULATOR_RESPONSE, approved_by="E10422"))
+    assert kinds(refused, ClockName.REGULATOR_RESPONSE) == ["clock_extension_refused:regulator_response"]
+    assert "regulator's own deadline" in refused[-1].data.refusal
+    assert referral.clock(ClockName.REGULATOR_RESPONSE).deadline == sh(2026, 12, 9, 17)
+
+
+def test_a_new_target_names_the_next_step_unless_the_policy_lets_the_agent_choose(book: PolicyBook) -> None:
+    case = Case(book)
+    case.feed(opened(sh(2026, 10, 12, 10)), triaged(sh(2026, 10, 12, 10)))
+    case.feed(event("tracking.first_contact", sh(2026, 10, 12, 11)))
+    skipping = case.feed(extend(sh(2026, 10, 14, 9), new_target=logic.Target(60, Unit.DAYS), approved_by="E10422"))
+    assert "one at a time: the next is to 30 days" in skipping[-1].data.refusal
+    unknown = case.feed(extend(sh(2026, 10, 14, 9, 1), new_target=logic.Target(45, Unit.DAYS)))
+    assert unknown[-1].data.refusal == "no extension step of the policy allows 45 days (30 days, 60 days with approval)"
+    assert case.clock(ClockName.RESOLUTION).extensions == 0
+    nxt = case.feed(extend(sh(2026, 10, 14, 9, 2), new_target=logic.Target(30, Unit.DAYS)))
+    assert kinds(nxt) == ["clock_extended:resolution"]
+    again = case.feed(extend(sh(2026, 10, 14, 9, 3), new_target=logic.Target(30, Unit.DAYS)))
+    assert again[-1].data.refusal == "the clock already has 30 days or more"
+
+
+CHOOSING = """
+calendars:
+  desk: {time_zone: Asia/Shanghai, holidays: every-day, working_hours: ["00:00-24:00"]}
+policies:
+  - id: choosing
+    version: 1
+    effective_from: 2026-01-01T00:00:00+08:00
+    clocks:
+      - name: resolution
+        calendar: desk
+        target: {amount: 15, unit: days}
+        starts_on: [tracking.opened]
+        stops_on: [tracking.resolved]
+        extension_choice: true
+        extensions:
+          - to: {amount: 20, unit: days}
+          - to: {amount: 30, unit: days}
+          - to: {amount: 60, unit: days}
+            approval_required: true
+"""
+
+
+def test_where_the_policy_lets_the_agent_choose_a_later_step_needs_the_approvals_it_skips() -> None:
+    book = book_from_file(parse_policy_document(yaml.safe_load(CHOOSING), "test"))
+    case = Case(book)
+    case.feed(opened(sh(2026, 12, 1, 10)), triaged(sh(2026, 12, 1, 10)))
+    chosen = case.feed(extend(sh(2026, 12, 2, 10), new_target=logic.Target(30, Unit.DAYS)))
+    assert kinds(chosen) == ["clock_extended:resolution"]
+    assert (chosen[0].data.extension, chosen[0].data.deadline) == (2, sh(2026, 12, 31, 10))  # step 2: 30 days
+    to_sixty = case.feed(extend(sh(2026, 12, 3, 10), new_target=logic.Target(60, Unit.DAYS)))
+    assert to_sixty[0].data.refusal == "this extension needs an approver (approved_by)"
+    with_approval = case.feed(
+        extend(sh(2026, 12, 3, 10, 1), new_target=logic.Target(60, Unit.DAYS), approved_by="E10422")
+    )
+    assert with_approval[0].data.deadline == sh(2027, 1, 30, 10)  # every day counts: no holiday data needed
+
+
+def test_extension_choice_needs_extensions() -> None:
+    without_steps = CHOOSING.split("        extensions:")[0]
+    with pytest.raises(PolicyError, match="extension_choice needs extensions to choose from"):
+        parse_policy_document(yaml.safe_load(without_steps), "test")
+
+
+def test_an_extension_that_overtakes_its_clock_waits_and_applies_at_its_own_time(book: PolicyBook) -> None:
+    case = Case(book)
+    early = case.feed(extend(sh(2026, 10, 14, 9), new_target=logic.Target(30, Unit.DAYS)))
+    assert early == []
+    assert case.journal[-1].action == "parked"
+    started = case.feed(opened(sh(2026, 10, 12, 10)), triaged(sh(2026, 10, 12, 10)))
+    assert kinds(started, ClockName.RESOLUTION) == ["clock_started:resolution", "clock_extended:resolution"]
+    assert case.clock(ClockName.RESOLUTION).deadline == sh(2026, 11, 12)
+    assert started[-1].time == sh(2026, 10, 14, 9)
+
+
+# ---- an agreed plan decides a complaint (policy version 2) ----
+
+
+def test_an_agreed_plan_meets_the_chinese_complaint_clock_from_version_2(book: PolicyBook) -> None:
+    case = Case(book)
+    case.feed(opened(sh(2026, 12, 1, 10)), triaged(sh(2026, 12, 1, 10, 0, 1), category="repayment_hardship"))
+    resolution = case.clock(ClockName.RESOLUTION)
+    assert (resolution.policy_id, resolution.policy_version) == ("cn-nfra-complaint", 2)
+    case.feed(event("tracking.first_contact", sh(2026, 12, 1, 11)), event("tracking.plan_proposed", sh(2026, 12, 2, 9)))
+    agreed = case.feed(event("tracking.plan_accepted", sh(2026, 12, 4, 15)))
+    assert sorted(kinds(agreed)) == ["clock_met:plan_decision", "clock_met:resolution"]
+    met = next(a for a in agreed if a.data.clock is ClockName.RESOLUTION)
+    assert met.data.seconds_to_spare == int((sh(2026, 12, 17) - sh(2026, 12, 4, 15)).total_seconds())
+    assert kinds(case.poll(sh(2026, 12, 31)), ClockName.RESOLUTION) == []  # the plan runs on: no breach
+    assert case.clock(ClockName.NEXT_RESPONSE, 1).status is ClockStatus.RUNNING  # updates go on while it runs
+
+
+def test_a_clock_started_under_version_1_keeps_running_past_an_agreed_plan(book: PolicyBook) -> None:
+    case = Case(book)
+    case.feed(opened(sh(2026, 11, 20, 10)), triaged(sh(2026, 11, 20, 10), category="repayment_hardship"))
+    assert case.clock(ClockName.RESOLUTION).policy_version == 1
+    assert kinds(case.feed(event("tracking.plan_accepted", sh(2026, 11, 26, 15))), ClockName.RESOLUTION) == []
+    assert case.clock(ClockName.RESOLUTION).status is ClockStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("jurisdiction", "channel", "at", "stopped"),
+    [
+        ("CN", "regulator", sh(2026, 12, 1, 10), {ClockName.REGULATOR_RESPONSE}),
+        (
+            "UK",
+            "app",
+            datetime(2026, 12, 1, 10, tzinfo=LONDON),
+            {ClockName.SUMMARY_RESOLUTION, ClockName.FINAL_RESPONSE},
+        ),
+        ("US", "app", datetime(2026, 12, 1, 10, tzinfo=NEW_YORK), {ClockName.FINAL_RESPONSE}),
+    ],
+)
+def test_an_agreed_plan_meets_the_decision_clocks_of_every_jurisdiction(
+    book: PolicyBook, jurisdiction: str, channel: str, at: datetime, stopped: set[ClockName]
+) -> None:
+    case = Case(book)
+    case.feed(opened(at, jurisdiction=jurisdiction, channel=channel), triaged(at))
+    case.feed(event("tracking.first_contact", at + timedelta(hours=1)))
+    agreed = case.feed(event("tracking.plan_accepted", at + timedelta(days=1)))
+    met = {a.data.clock for a in agreed if a.type.endswith("clock_met.v1")}
+    assert met == stopped
+    assert all(a.data.policy_version == 2 for a in agreed)
+
+
+# ---- a PR-desk copy does not move the case's queue ----
+
+
+def test_only_primary_routing_gives_the_case_its_queue(book: PolicyBook) -> None:
+    case = Case(book)
+    case.feed(opened(sh(2026, 11, 28, 10)), triaged(sh(2026, 11, 28, 10)))  # a Saturday: the desk is closed
+    case.feed(event("tracking.routed", sh(2026, 11, 28, 10, 0, 1), queue="loans", priority="P2"))  # lane missing
+    assert case.facts is not None
+    assert case.facts.queue == "loans"
+    copy = case.feed(
+        event("tracking.routed", sh(2026, 11, 28, 11), queue="public_opinion", priority="P2", lane="public_opinion")
+    )
+    assert copy == []
+    assert case.facts.queue == "loans"
+    first_contact = case.clock(ClockName.FIRST_CONTACT)
+    # The PR desk works every day (cn-hotline), but the case is worked in loans: the desk calendar stands.
+    assert (first_contact.queue, first_contact.calendar, first_contact.deadline) == (
+        "loans",
+        "cn-complaints-desk",
+        sh(2026, 11, 30, 18),
+    )
+    case.feed(event("tracking.routed", sh(2026, 11, 28, 12), queue="fraud", priority="P2", lane="primary"))
+    moved = case.clock(ClockName.FIRST_CONTACT)
+    assert (case.facts.queue, moved.queue, moved.calendar) == ("fraud", "fraud", "cn-hotline")
+
+
+# ---- new facts restart a regulatory clock where the policy says so ----
+
+
+def merged(at: datetime, new_facts: bool) -> SlaEvent:
+    return event("tracking.merged", at, new_facts=new_facts)
+
+
+def test_new_facts_restart_the_referral_clock_with_a_new_run_and_its_own_dedup_keys(book: PolicyBook) -> None:
+    case = Case(book)
+    case.feed(opened(sh(2026, 11, 24, 10), channel="regulator"), triaged(sh(2026, 11, 24, 10)))
+    first = case.clock(ClockName.REGULATOR_RESPONSE)
+    assert (first.policy_version, first.deadline) == (2, sh(2026, 12, 10))  # 15 days from 25 November
+    case.poll(sh(2026, 12, 2, 12))  # the 50 % warning of the first run fires
+    warnings = [
+        a for a in case.alerts if a.type.endswith("warning.v1") and a.data.clock is ClockName.REGULATOR_RESPONSE
+    ]
+    assert [a.data.dedup_key for a in warnings] == [f"{CASE}/regulator_response/0/warning/1/x0"]
+    assert case.feed(merged(sh(2026, 12, 3, 15), new_facts=False)) == []  # a repeat with nothing new
+    restarted = case.feed(merged(sh(2026, 12, 4, 15), new_facts=True))
+    assert kinds(restarted, ClockName.REGULATOR_RESPONSE) == [
+        "clock_cancelled:regulator_response",
+        "clock_started:regulator_response",
+    ]
+    cancelled, started = restarted
+    assert cancelled.data.reason == "new facts merged into the case: restarted"
+    assert (cancelled.data.cycle, started.data.cycle) == (0, 1)
+    assert started.data.dedup_key == f"{CASE}/regulator_response/1/started"
+    run = case.clock(ClockName.REGULATOR_RESPONSE, 1)
+    # 15 days from 5 December end on Saturday 19: rolled to Monday 21, to 24:00.
+    assert (run.started_at, run.deadline) == (sh(2026, 12, 4, 15), sh(2026, 12, 22))
+    assert case.clock(ClockName.REGULATOR_RESPONSE).status is ClockStatus.CANCELLED
+    later = [a for a in case.poll(sh(2026, 12, 23)) if a.data.clock is ClockName.REGULATOR_RESPONSE]
+    assert {a.data.cycle for a in later} == {1}  # the first run fires nothing more
+    assert [a.data.dedup_key.split("/", 3)[3] for a in later][:2] == ["warning/1/x0", "warning/2/x0"]
+    assert any(a.type.endswith("breached.v1") and a.time == sh(2026, 12, 22) for a in later)
+    # The first-contact clock does not restart (the policy does not say so), nor does a complaint clock.
+    assert (CASE, ClockName.FIRST_CONTACT, 1) not in case.clocks
+
+
+def test_new_facts_leave_a_clock_alone_without_the_setting_or_on_a_regulators_own_deadline(book: PolicyBook) -> None:
+    complaint = Case(book)
+    complaint.feed(opened(sh(2026, 11, 24, 10)), triaged(sh(2026, 11, 24, 10)))
+    assert kinds(complaint.feed(merged(sh(2026, 11, 26, 10), new_facts=True)), ClockName.RESOLUTION) == []
+    assert (CASE, ClockName.RESOLUTION, 1) not in complaint.clocks
+
+    referral = Case(book)
+    referral.feed(
+        opened(sh(2026, 11, 24, 10), channel="regulator", regulator_deadline=sh(2026, 12, 9, 17)),
+        triaged(sh(2026, 11, 24, 10)),
+    )
+    assert kinds(referral.feed(merged(sh(2026, 11, 26, 10), new_facts=True)), ClockName.REGULATOR_RESPONSE) == []
+    assert referral.journal[-1].action == "restart_skipped"
+    assert referral.clock(ClockName.REGULATOR_RESPONSE).deadline == sh(2026, 12, 9, 17)
+
+
+def test_a_replay_of_a_restarted_clock_gives_the_same_alerts(book: PolicyBook) -> None:
+    events = [
+        opened(sh(2026, 11, 24, 10), channel="regulator"),
+        triaged(sh(2026, 11, 24, 10)),
+        merged(sh(2026, 12, 4, 15), new_facts=True),
+        event("tracking.resolved", sh(2026, 12, 22, 10)),
+    ]
+    live = Case(book)
+    for item, poll_at in zip(events, [None, sh(2026, 12, 3), None, None], strict=True):
+        live.feed(item)
+        if poll_at is not None:
+            live.poll(poll_at)
+    replay = Case(book)
+    replay.feed(*events)
+    assert sorted(a.model_dump_json() for a in replay.alerts) == sorted(a.model_dump_json() for a in live.alerts)

@@ -69,6 +69,7 @@ EXPECTED: dict[str, dict[CaseStatus, CaseStatus]] = {
     "escalated": same(*WORKING),
     "clock_paused": same(*NOT_RESOLVED),
     "clock_resumed": same(*NOT_RESOLVED),
+    "clock_extended": same(*NOT_RESOLVED),
     "reopened": {RS: RO, F: RO, CL: RO},
     "merge_undone": same(*ALL),
 }
@@ -136,6 +137,7 @@ def incoming_for(name: str) -> Incoming:
         "escalated": {"to_queue": "senior_complaints", "reason": "customer asks for a manager"},
         "clock_paused": {"clock": "resolution", "reason": "waiting for hospital documents"},
         "clock_resumed": {"clock": "resolution", "reason": "documents received"},
+        "clock_extended": {"clock": "resolution", "reason": "情况复杂，需调取交易流水", "approved_by": "E10422"},
         "reopened": {"reason": "customer complains about the outcome"},
         "merge_undone": {"feedback_id": FEEDBACK, "reason": "different loan"},
         "case_accepted": {},

@@ -1,0 +1,161 @@
+"""What the SLA processor reads from each consumed record (no broker, no database): an agent's extension, a
+routed step's lane, a merge's new facts, and the parked requests' round trip through their stored form."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+import yaml
+
+from schemas import topics
+from schemas.values import CaseStatus
+from services.runtime.deadletter import InboundMessage
+from services.runtime.errors import PermanentError
+from services.runtime.settings import Settings
+from services.sla import logic, store
+from services.sla.app import FACT_TRIGGERS, SlaEngine, to_sla_event
+from services.sla.calendar import Unit
+from services.sla.logic import SlaEvent, Target
+from services.sla.policies import book_from_file, load_policy_book, parse_policy_document
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "schemas" / "examples"
+PRESETS = ROOT / "deploy" / "config" / "sla-policies.yaml"
+CASE = uuid.UUID("3f2c1a9e-8b7d-4e6f-9a1b-2c3d4e5f6a7b")
+EVERYTHING = frozenset({*FACT_TRIGGERS, logic.MERGED, "tracking.plan_accepted"})
+
+
+def example(name: str) -> dict[str, Any]:
+    document: dict[str, Any] = json.loads((EXAMPLES / f"com.parley.{name}.v1.json").read_text(encoding="utf-8"))
+    return document
+
+
+def message(document: dict[str, Any], topic: str = "case.tracking") -> InboundMessage:
+    return InboundMessage(topic, 0, 0, None, json.dumps(document, ensure_ascii=False).encode(), [])
+
+
+def test_an_agents_extension_reaches_the_engine_with_its_approver_and_target() -> None:
+    document = example("agent.clock_extended")
+    document["data"]["approved_by"] = "E10422"
+    read = to_sla_event(message(document, topics.AGENT_ACTIONS), EVERYTHING)
+    assert read is not None
+    assert (read.trigger, read.case_id, read.clock, read.agent_id, read.approved_by) == (
+        logic.EXTEND,
+        CASE,
+        logic.ClockName.RESOLUTION,
+        "E20731",
+        "E10422",
+    )
+    assert read.new_target == Target(30, Unit.DAYS)
+    assert read.at == datetime(2026, 12, 3, 11, 20, tzinfo=ZoneInfo("Asia/Shanghai"))
+    del document["data"]["new_target"]
+    plain = to_sla_event(message(document, topics.AGENT_ACTIONS), EVERYTHING)
+    assert plain is not None
+    assert plain.new_target is None
+
+
+def test_an_extension_without_a_reason_is_a_schema_violation() -> None:
+    document = example("agent.clock_extended")
+    del document["data"]["reason"]
+    with pytest.raises(PermanentError, match="reason"):
+        to_sla_event(message(document, topics.AGENT_ACTIONS), EVERYTHING)
+
+
+@pytest.mark.parametrize(("lane", "expected"), [(None, "primary"), ("primary", "primary"), ("public_opinion", None)])
+def test_a_routed_step_gives_the_case_its_queue_only_from_the_primary_lane(
+    lane: str | None, expected: str | None
+) -> None:
+    document = example("tracking.routed")
+    if lane is not None:
+        document["data"]["lane"] = lane
+    read = to_sla_event(message(document), EVERYTHING)
+    assert read is not None
+    assert read.lane == (lane or "primary")
+    facts = logic.on_event(None, [], read, load_policy_book(PRESETS)).facts
+    assert facts.queue == ("repayment_hardship" if expected else None)
+    assert facts.priority == "P2"  # a PR copy still says how urgent the case is
+
+
+def test_a_merge_says_whether_it_brought_new_facts() -> None:
+    document = example("tracking.merged")
+    for new_facts in (True, False):
+        document["data"]["new_facts"] = new_facts
+        read = to_sla_event(message(document), EVERYTHING)
+        assert read is not None
+        assert (read.trigger, read.new_facts) == (logic.MERGED, new_facts)
+
+
+RESTARTING = """
+calendars:
+  always: {time_zone: UTC, holidays: every-day, working_hours: ["00:00-24:00"]}
+policies:
+  - id: restarting
+    version: 1
+    effective_from: 2020-01-01T00:00:00Z
+    clocks:
+      - {name: regulator_response, calendar: always, target: {amount: 1, unit: days},
+         starts_on: [tracking.opened], stops_on: [tracking.resolved], restart_on_new_facts: RESTART}
+"""
+
+
+@pytest.mark.parametrize("restart", [True, False])
+def test_the_worker_reads_merges_only_when_a_clock_restarts_on_new_facts(restart: bool) -> None:
+    document = yaml.safe_load(RESTARTING.replace("RESTART", str(restart).lower()))
+    book = book_from_file(parse_policy_document(document, "test"))
+    engine = SlaEngine(app=None, book=book, settings=Settings())  # type: ignore[arg-type]
+    assert (logic.MERGED in engine.wanted) is restart
+    assert logic.EXTEND in engine.wanted  # agents' extensions are always read, like pauses
+    read = to_sla_event(message(example("tracking.merged")), engine.wanted)
+    assert (read is not None) is restart
+
+
+def test_a_parked_extension_keeps_its_target_and_approver_in_the_database_form() -> None:
+    at = datetime(2026, 12, 3, 11, 20, tzinfo=ZoneInfo("Asia/Shanghai"))
+    parked = (
+        SlaEvent(
+            uuid.uuid4(),
+            logic.EXTEND,
+            CASE,
+            at,
+            clock=logic.ClockName.RESOLUTION,
+            reason="情况复杂",
+            agent_id="E20731",
+            approved_by="E10422",
+            new_target=Target(60, Unit.DAYS),
+        ),
+        SlaEvent(uuid.uuid4(), logic.PAUSE, CASE, at, clock=logic.ClockName.RESOLUTION, reason="等待司法鉴定"),
+    )
+    assert store._parked(store._parked_json(parked), CASE) == parked
+    # A request parked before extensions carried a target reads back without one.
+    older = json.loads(store._parked_json(parked[1:]))
+    del older[0]["new_target"]
+    assert store._parked(json.dumps(older), CASE) == parked[1:]
+
+
+def test_the_tracker_records_an_agents_extension_on_the_cases_audit_trail() -> None:
+    from services.tracker.logic import World
+    from tests.unit.test_tracker_support import T0, action, an_id, case_in, run
+
+    case_id, feedback_id = an_id("extension-case"), an_id("extension-feedback")
+    request = action(
+        "clock_extended",
+        case_id,
+        T0,
+        clock="resolution",
+        reason="情况复杂，需调取交易流水",
+        approved_by="E10422",
+        new_target={"amount": 60, "unit": "days"},
+    )
+    world = World(cases={case_id: case_in(CaseStatus.CONTACTED, case_id, feedback_id)})
+    outcome = run(world, request)
+    assert outcome.emitted == []  # nothing for case.tracking: the SLA engine answers on sla.alerts
+    (row,) = [r for r in outcome.audit_rows if r.case_id == case_id]
+    assert (row.event_id, row.event_type) == (request.event.id, "com.parley.agent.clock_extended.v1")
+    assert row.payload["data"]["new_target"] == {"amount": 60, "unit": "days"}
+    assert world.cases[case_id].status is CaseStatus.CONTACTED
