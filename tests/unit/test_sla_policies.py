@@ -167,3 +167,32 @@ def test_durations() -> None:
     for bad in ("", "1y", "-5m", 1.5):
         with pytest.raises(ValueError, match="duration"):
             parse_duration(bad)
+
+
+def test_clock_fields_added_later_leave_the_recorded_versions_checksums_alone() -> None:
+    # Checksums the database recorded for version 1 before extension_choice and restart_on_new_facts existed:
+    # a worker compares them at start and refuses a version whose meaning changed.
+    book = load_policy_book(PRESETS)
+    assert book.version("cn-nfra-complaint", 1).checksum.startswith("a943562bc974")
+    assert book.version("cn-regulator-referral", 1).checksum.startswith("cae9051a2ddd")
+    assert book.version("uk-fca-disp", 1).checksum.startswith("87451099a6d2")
+    assert book.version("us-cfpb", 1).checksum.startswith("e32966bab583")
+    referral = book.version("cn-regulator-referral", 2)
+    assert referral.spec()["policy"]["clocks"][0]["restart_on_new_facts"] is True
+    assert "restart_on_new_facts" not in referral.spec()["policy"]["clocks"][1]  # at its default: left out
+    assert PolicyVersion.from_spec(referral.spec()).checksum == referral.checksum
+
+
+def test_version_2_differs_from_version_1_only_where_the_yaml_says() -> None:
+    book = load_policy_book(PRESETS)
+    for policy_id in ("cn-regulator-referral", "cn-nfra-complaint", "uk-fca-disp", "us-cfpb"):
+        first, second = book.version(policy_id, 1).policy, book.version(policy_id, 2).policy
+        assert first.selector == second.selector
+        assert second.effective_from > first.effective_from
+        for old in first.clocks:
+            new = second.clock(old.name)
+            assert new is not None
+            changed = {name for name in type(old).model_fields if getattr(old, name) != getattr(new, name)}
+            assert changed <= {"stops_on", "restart_on_new_facts"}, (policy_id, old.name, changed)
+            if "stops_on" in changed:
+                assert new.stops_on == [*old.stops_on, "tracking.plan_accepted"]
