@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import cProfile
 import logging
+import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 
@@ -41,4 +43,15 @@ def serve(create_app: Callable[[Settings, Connections], ProcessorApp]) -> None:
     settings = Settings()
     configure_logging(settings)
     with provide_connections(settings) as connections:
-        run_worker(create_app(settings, connections))
+        app = create_app(settings, connections)
+        if settings.profile_dir is None:
+            run_worker(app)
+            return
+        settings.profile_dir.mkdir(parents=True, exist_ok=True)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        try:
+            run_worker(app)
+        finally:
+            profiler.disable()
+            profiler.dump_stats(settings.profile_dir / f"{app.processor}-{os.getpid()}.prof")

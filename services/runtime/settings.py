@@ -155,6 +155,11 @@ class Settings(BaseSettings):
 
     # ---- observability ----
     log_level: str = "INFO"
+    profile_dir: Path | None = Field(
+        default=None,
+        description="When set, each worker runs under cProfile and writes <processor>-<pid>.prof here as it stops "
+        "(to see where a processor's time goes under load; costs some speed).",
+    )
     log_format: LogFormat = LogFormat.JSON
     http_port: int | None = Field(
         default=None,
