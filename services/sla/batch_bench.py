@@ -1,0 +1,264 @@
+"""CPU per consumed event of the SLA batch handler: ``python -m services.sla.batch_bench``.
+
+Feeds case.tracking records, as the tracker emits them (each new case's opened, triaged and routed steps
+together, a share of merges into earlier cases), through the same handler the worker's agent calls
+(``SlaEngine.handle`` and the alert counting), on the shipped policies, against a real PostgreSQL: a
+database of its own on the ``DATABASE_URL`` server (else the embedded one), created and dropped here.
+
+CPU, not wall time (others may share the cores): this process's ``time.process_time()`` and the
+PostgreSQL backend's CPU (psutil, user + system) over the handled batches; the first batches warm up.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import random
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+import psutil
+
+from schemas import topics
+from schemas.channels import Channel
+from schemas.tracking import (
+    CaseMerged,
+    CaseMergedEvent,
+    CaseOpened,
+    CaseOpenedEvent,
+    CaseRoutedStep,
+    CaseRoutedStepEvent,
+    CaseTriagedStep,
+    CaseTriagedStepEvent,
+)
+from schemas.values import CaseStatus, Category, Jurisdiction, Priority, Queue
+from services.runtime.db import connect_pool
+from services.runtime.deadletter import InboundMessage
+from services.runtime.embedded import start_embedded_database
+from services.runtime.settings import Settings
+from services.sla.app import SlaEngine, count_alerts
+from services.sla.policies import load_policy_book
+from services.sla.store import record_policy_versions
+
+PRESETS = Path(__file__).resolve().parents[2] / "deploy" / "config" / "sla-policies.yaml"
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+FIRST_OPENED = datetime(2026, 11, 24, 9, 0, tzinfo=SHANGHAI)
+CHANNELS = {
+    Channel.HOTLINE: 30,
+    Channel.APP: 30,
+    Channel.SOCIAL: 15,
+    Channel.BRANCH: 10,
+    Channel.LETTER: 10,
+    Channel.REGULATOR: 5,
+}
+QUEUE_OF = {
+    Category.REPAYMENT_HARDSHIP: Queue.REPAYMENT_HARDSHIP,
+    Category.LOAN_APPROVAL: Queue.LOANS,
+    Category.INTEREST_FEES: Queue.LOANS,
+    Category.WEALTH_PRODUCT: Queue.WEALTH_PRODUCTS,
+    Category.CARD_PAYMENT_ACCOUNT: Queue.CARDS_PAYMENTS,
+    Category.FRAUD_SECURITY: Queue.FRAUD,
+    Category.PRIVACY_DATA: Queue.PRIVACY,
+    Category.COLLECTION_CONDUCT: Queue.COLLECTIONS_CONDUCT,
+    Category.SERVICE_QUALITY: Queue.SENIOR_COMPLAINTS,
+    Category.GENERAL_INQUIRY: Queue.AI_ASSISTANT,
+}
+PRIORITIES = {Priority.P1: 5, Priority.P2: 25, Priority.P3: 50, Priority.P4: 20}
+
+
+def _message(value: bytes, key: str) -> InboundMessage:
+    return InboundMessage(topics.CASE_TRACKING, 0, 0, key.encode(), value, [])
+
+
+def tracking_stream(cases: int, merge_share: float, seed: int) -> list[InboundMessage]:
+    """Each case's opened, triaged and routed steps in a row, as one tracker batch emits them; merges between."""
+    rng = random.Random(seed)  # noqa: S311 - reproducible traffic, not secrets
+    channels, channel_weights = list(CHANNELS), list(CHANNELS.values())
+    priorities, priority_weights = list(PRIORITIES), list(PRIORITIES.values())
+    messages: list[InboundMessage] = []
+    opened: list[uuid.UUID] = []
+    for number in range(cases):
+        case_id = uuid.UUID(int=rng.getrandbits(128), version=4)
+        key = str(case_id)
+        at = FIRST_OPENED + timedelta(seconds=number * 0.5)
+        channel = rng.choices(channels, channel_weights)[0]
+        category = rng.choice(list(Category))
+        priority = rng.choices(priorities, priority_weights)[0]
+        regulator_deadline = at + timedelta(days=10) if channel is Channel.REGULATOR and rng.random() < 0.5 else None
+        steps: list[Any] = [
+            CaseOpenedEvent(
+                id=uuid.uuid5(case_id, "opened"),
+                source="/parley/tracker",
+                time=at,
+                subject=key,
+                data=CaseOpened(
+                    case_id=case_id,
+                    status=CaseStatus.OPENED,
+                    customer_ref=f"C{rng.randrange(10**8):08d}",
+                    channel=channel,
+                    feedback_id=uuid.uuid5(case_id, "feedback"),
+                    opened_at=at,
+                    jurisdiction=Jurisdiction.CN,
+                    regulator_deadline=regulator_deadline,
+                ),
+            ),
+            CaseTriagedStepEvent(
+                id=uuid.uuid5(case_id, "triaged"),
+                source="/parley/tracker",
+                time=at + timedelta(seconds=1),
+                subject=key,
+                data=CaseTriagedStep(case_id=case_id, status=CaseStatus.TRIAGED, category=category, priority=priority),
+            ),
+            CaseRoutedStepEvent(
+                id=uuid.uuid5(case_id, "routed"),
+                source="/parley/tracker",
+                time=at + timedelta(seconds=1),
+                subject=key,
+                data=CaseRoutedStep(
+                    case_id=case_id, status=CaseStatus.ROUTED, queue=QUEUE_OF[category], priority=priority
+                ),
+            ),
+        ]
+        if opened and rng.random() < merge_share:
+            earlier = rng.choice(opened)
+            steps.append(
+                CaseMergedEvent(
+                    id=uuid.uuid5(earlier, f"merged/{number}"),
+                    source="/parley/tracker",
+                    time=at + timedelta(seconds=2),
+                    subject=str(earlier),
+                    data=CaseMerged(
+                        case_id=earlier,
+                        status=CaseStatus.ROUTED,
+                        feedback_id=uuid.uuid5(earlier, f"feedback/{number}"),
+                        channel=channel,
+                        match_basis="customer_token",
+                        new_facts=rng.random() < 0.5,
+                    ),
+                )
+            )
+        opened.append(case_id)
+        messages.extend(_message(step.to_json_bytes(), str(step.data.case_id)) for step in steps)
+    return messages
+
+
+@dataclass
+class Figures:
+    events: int
+    batches: int
+    alerts: int
+    worker_cpu_seconds: float
+    database_cpu_seconds: float
+
+    @property
+    def worker_ms(self) -> float:
+        return self.worker_cpu_seconds * 1000 / self.events
+
+    @property
+    def database_ms(self) -> float:
+        return self.database_cpu_seconds * 1000 / self.events
+
+
+class _Host:
+    """What the engine needs of its processor app: the pool."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+
+def _backend_cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return float(times.user + times.system)
+
+
+async def measure(url: str, args: argparse.Namespace) -> Figures:
+    settings = Settings()
+    book = load_policy_book(PRESETS)
+    pool = await connect_pool(url, min_size=1, max_size=1)
+    try:
+        async with pool.acquire() as conn:
+            await record_policy_versions(conn, book.versions)
+            backend = psutil.Process(await conn.fetchval("SELECT pg_backend_pid()"))
+        engine = SlaEngine(_Host(pool), book, settings)  # type: ignore[arg-type]
+        stream = tracking_stream(args.cases, args.merge_share, args.seed)
+        batches = [stream[i : i + args.batch] for i in range(0, len(stream), args.batch)]
+        warm, timed = batches[: args.warmup_batches], batches[args.warmup_batches :]
+        for batch in warm:
+            count_alerts((await engine.handle(batch)).alerts)
+        profiler = cProfile.Profile() if args.profile else None
+        events = alerts = 0
+        database_before = _backend_cpu(backend)
+        worker_before = time.process_time()
+        if profiler is not None:
+            profiler.enable()
+        for batch in timed:
+            result = await engine.handle(batch)
+            count_alerts(result.alerts)
+            events += len(batch)
+            alerts += len(result.alerts)
+        if profiler is not None:
+            profiler.disable()
+        worker = time.process_time() - worker_before
+        database = _backend_cpu(backend) - database_before
+        if profiler is not None:
+            profiler.dump_stats(args.profile)
+        return Figures(events, len(timed), alerts, worker, database)
+    finally:
+        await pool.close()
+
+
+async def run(args: argparse.Namespace) -> Figures:
+    with ExitStack() as stack:
+        settings = Settings()
+        if settings.database_url is not None:
+            server_url = settings.database_url.get_secret_value()
+        else:
+            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parley-sla-batch-bench-")))
+            database = start_embedded_database(work_dir / "pgdata", delete_on_stop=True)
+            stack.callback(database.stop)
+            server_url = database.url
+        name = f"parley_sla_batch_bench_{uuid.uuid4().hex[:8]}"
+        admin = await asyncpg.connect(server_url)
+        await admin.execute(f'CREATE DATABASE "{name}"')
+        scheme, _, rest = server_url.partition("://")
+        authority, _, tail = rest.partition("/")
+        _, question, query = tail.partition("?")
+        try:
+            return await measure(f"{scheme}://{authority}/{name}{question}{query}", args)
+        finally:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await admin.close()
+    raise AssertionError("unreachable")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m services.sla.batch_bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--cases", type=int, default=6000, help="new cases (three tracking steps each)")
+    parser.add_argument("--merge-share", type=float, default=0.1, help="share of cases followed by a merge")
+    parser.add_argument("--batch", type=int, default=500, help="records per handled batch (the worker's batch size)")
+    parser.add_argument("--warmup-batches", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=8)
+    parser.add_argument("--profile", help="write a cProfile of the timed batches to this file")
+    args = parser.parse_args(argv)
+    figures = asyncio.run(run(args))
+    total = figures.worker_ms + figures.database_ms
+    print(  # noqa: T201 - the bench's report
+        f"{figures.events:,} events in {figures.batches} batches of up to {args.batch}, {figures.alerts:,} alerts: "
+        f"worker {figures.worker_ms:.3f} ms CPU/event, PostgreSQL backend {figures.database_ms:.3f} ms CPU/event, "
+        f"together {total:.3f} ms/event"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
