@@ -247,4 +247,8 @@ class Reason:
     weight: int | None = None
 
     def published(self) -> TriageReason:
-        return TriageReason(decided=self.decided, value=self.value, rule=self.rule, cue=self.cue, weight=self.weight)
+        # Built from our own bounded values (cues cut to 200 characters), so it skips re-validation:
+        # with eight or nine reasons a text, validating them cost as much as triage itself.
+        return TriageReason.model_construct(
+            decided=self.decided, value=self.value, rule=self.rule, cue=self.cue, weight=self.weight
+        )

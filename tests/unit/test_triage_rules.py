@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from schemas.channels import Channel
 from schemas.values import Flag, Priority
 from services.runtime.errors import ConfigurationError
 from services.triage import rules
@@ -138,3 +139,18 @@ def test_a_batch_gives_the_same_results_as_one_text_at_a_time() -> None:
         ("监管转办：理财亏损", Channel.REGULATOR, None),
     ]
     assert triage.assess_many(items) == [triage.assess(*item) for item in items]
+
+
+def test_published_reasons_are_valid_contract_values_though_built_without_validation() -> None:
+    from schemas.triage import TriageReason
+    from services.triage.logic import Triage
+    from services.triage.train import load_training_rows
+
+    triage = Triage.shipped()
+    rows = load_training_rows()
+    long_text = "，".join(row["text"] for row in rows[:40])  # many cues at once: the longest cue lists
+    items = [(row["text"], Channel(row["channel"]), None) for row in rows] + [(long_text, Channel.LETTER, None)]
+    published = [reason.published() for result in triage.assess_many(items) for reason in result.reasons]
+    assert len(published) > len(items)
+    for reason in published:
+        assert TriageReason.model_validate(reason.model_dump()) == reason
