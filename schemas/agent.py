@@ -15,7 +15,18 @@ from pydantic import Field, PositiveInt
 
 from schemas.base import ConsumedModel
 from schemas.envelope import ReceivedCloudEvent
-from schemas.values import AgentId, ClockName, ContactChannel, Day, Queue, ReasonText, ReceivedMoney, Resolution
+from schemas.plans import HardshipReason
+from schemas.values import (
+    AgentId,
+    ClockName,
+    ContactChannel,
+    Day,
+    PlanKinds,
+    Queue,
+    ReasonText,
+    ReceivedMoney,
+    Resolution,
+)
 
 
 class AgentAction(ConsumedModel):
@@ -171,6 +182,10 @@ class PlanRequestedByAgent(AgentAction):
     """Ask the planner for proposals now (the tracker adds the debt and income it knows)."""
 
     note: str | None = Field(default=None, max_length=2000)
+    hardship_reason: HardshipReason | None = Field(
+        default=None, description="What the agent learnt from the customer (illness makes a payment holiday fit)"
+    )
+    preferred_kinds: PlanKinds = Field(default_factory=list, description="What the customer asked for, if anything")
 
 
 class PaymentReceived(AgentAction):

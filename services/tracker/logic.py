@@ -36,7 +36,7 @@ from typing import Any, Literal
 from schemas import agent
 from schemas.channels import Channel, RegulatorDetails
 from schemas.envelope import CloudEvent, ReceivedCloudEvent
-from schemas.plans import PlanProposal, PlanProposedEvent, PlanRequested, PlanRequestedEvent
+from schemas.plans import HardshipReason, PlanProposal, PlanProposedEvent, PlanRequested, PlanRequestedEvent
 from schemas.routing import CaseRoutedEvent
 from schemas.tracking import (
     CaseClosed,
@@ -86,7 +86,7 @@ from schemas.tracking import (
     TransitionRejected,
     TransitionRejectedEvent,
 )
-from schemas.values import CaseStatus, Category, Jurisdiction, Money, Priority, Queue, Resolution
+from schemas.values import CaseStatus, Category, Jurisdiction, Money, PlanKind, Priority, Queue, Resolution
 from services.tracker import audit
 from services.tracker.accounts import AccountSnapshot
 
@@ -868,7 +868,18 @@ class Batch:
         if account is None:
             return self._no_account(case)
         case = self._set(case.case_id, status=after)
-        self._request_plan(event.id, event.time, case, account, event.data.agent_id, None)
+        data = event.data
+        asked = data if isinstance(data, agent.PlanRequestedByAgent) else None
+        self._request_plan(
+            event.id,
+            event.time,
+            case,
+            account,
+            data.agent_id,
+            None,
+            hardship_reason=asked.hardship_reason if asked else None,
+            preferred_kinds=list(asked.preferred_kinds) if asked else [],
+        )
         return None
 
     def _do_plan_offered(self, incoming: Incoming, event: AgentEvent, case: CaseState, after: CaseStatus) -> str | None:
@@ -1239,6 +1250,9 @@ class Batch:
         account: AccountSnapshot,
         requested_by: str,
         preferred_instalment: Money | None,
+        *,
+        hardship_reason: HardshipReason | None = None,
+        preferred_kinds: list[PlanKind] | None = None,
     ) -> None:
         request = PlanRequested(
             request_id=caused_event_id(cause_id, "plan_request"),
@@ -1249,6 +1263,8 @@ class Batch:
             debt=account.debt,
             income=account.income,
             preferred_instalment=preferred_instalment,
+            hardship_reason=hardship_reason,
+            preferred_kinds=preferred_kinds or [],
             as_of=at.date(),
         )
         self._emit(
