@@ -13,8 +13,12 @@ if TYPE_CHECKING:
 async def keep_originals(conn: DbConnection, entries: list[tuple[str, str, str]]) -> None:
     """(token, kind, value) rows, in the caller's transaction; a token seen before is kept as it was."""
     if entries:
-        await conn.executemany(
-            "INSERT INTO pii.vault (token, kind, value) VALUES ($1, $2, $3) ON CONFLICT (token) DO NOTHING", entries
+        await conn.execute(
+            """INSERT INTO pii.vault (token, kind, value)
+               SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) ON CONFLICT (token) DO NOTHING""",
+            [token for token, _, _ in entries],
+            [kind for _, kind, _ in entries],
+            [value for _, _, value in entries],
         )
 
 
