@@ -15,7 +15,10 @@ import logging
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from functools import lru_cache
+from typing import Annotated, Any, Union
+
+from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
 from schemas import topics
 from schemas.agent import ClockExtendedEvent, ClockPausedEvent, ClockResumedEvent
@@ -59,14 +62,88 @@ def trigger_of(event_type: str) -> str:
     return head if version.startswith("v") and version[1:].isdigit() else name
 
 
+_MODELS: dict[str, type[BaseModel]] = {
+    logic.OPENED: CaseOpenedEvent,
+    logic.TRIAGED: CaseTriagedStepEvent,
+    logic.ROUTED: CaseRoutedStepEvent,
+    logic.MERGED: CaseMergedEvent,
+    logic.PAUSE: ClockPausedEvent,
+    logic.RESUME: ClockResumedEvent,
+    logic.EXTEND: ClockExtendedEvent,
+}
+"""The triggers the engine reads more of than the case id, and the model each is read as."""
+_ENVELOPE_TAG = "envelope"
+
+
+class EventReader:
+    """Reads a consumed record in one pass: straight into its event model when the engine wants its type and reads
+    more of it than the case id, else into the bare envelope. A record that does not validate is read again the
+    step-by-step way (envelope first, then the model), so that its schema violation names the same fields."""
+
+    def __init__(self, wanted: frozenset[str]) -> None:
+        self.wanted = wanted
+        self._tags: dict[str, str] = {}
+        choices = [Annotated[model, Tag(trigger)] for trigger, model in _MODELS.items()]
+        one_of: Any = Annotated[Union[(*choices, Annotated[_Envelope, Tag(_ENVELOPE_TAG)])], Discriminator(self._tag)]
+        self._adapter: TypeAdapter[Any] = TypeAdapter(one_of)
+
+    def _tag(self, value: Any) -> str:
+        event_type = value.get("type") if isinstance(value, dict) else None
+        if not isinstance(event_type, str):
+            return _ENVELOPE_TAG
+        tag = self._tags.get(event_type)
+        if tag is None:
+            trigger = trigger_of(event_type)
+            tag = trigger if trigger in self.wanted and trigger in _MODELS else _ENVELOPE_TAG
+            if len(self._tags) < 1000:  # event types are few; a flood of made-up ones is not remembered
+                self._tags[event_type] = tag
+        return tag
+
+    def read(self, message: InboundMessage) -> SlaEvent | None:
+        """The consumed record as the engine sees it; None when no clock cares about its type."""
+        try:
+            parsed = self._adapter.validate_json(message.value)
+        except ValidationError:
+            return _read_step_by_step(message, self.wanted)
+        if isinstance(parsed, _Envelope):
+            trigger = trigger_of(parsed.type)
+            return None if trigger not in self.wanted else _reference_event(parsed, trigger)
+        return _event_of(parsed, trigger_of(parsed.type))
+
+
+@lru_cache(maxsize=16)
+def reader_for(wanted: frozenset[str]) -> EventReader:
+    return EventReader(wanted)
+
+
 def to_sla_event(message: InboundMessage, wanted: frozenset[str]) -> SlaEvent | None:
     """The consumed record as the engine sees it; None when no clock cares about its type."""
+    return reader_for(wanted).read(message)
+
+
+def _read_step_by_step(message: InboundMessage, wanted: frozenset[str]) -> SlaEvent | None:
     envelope: _Envelope = message.parse(_Envelope)
     trigger = trigger_of(envelope.type)
     if trigger not in wanted:
         return None
+    if trigger not in _MODELS:
+        return _reference_event(envelope, trigger)
+    return _event_of(message.parse(_MODELS[trigger]), trigger)
+
+
+def _reference_event(envelope: _Envelope, trigger: str) -> SlaEvent:
+    """A wanted event the engine reads only the case id (and an agent's id) of."""
+    try:
+        reference = _CaseRef.model_validate(envelope.data)
+    except ValueError as exc:
+        raise PermanentError("schema_violation", f"{envelope.type}: data.case_id missing or not a UUID") from exc
+    return SlaEvent(envelope.id, trigger, reference.case_id, envelope.time, agent_id=reference.agent_id)
+
+
+def _event_of(parsed: Any, trigger: str) -> SlaEvent:
+    """The engine's view of an event read as its model."""
     if trigger == logic.OPENED:
-        opened: CaseOpenedEvent = message.parse(CaseOpenedEvent)
+        opened: CaseOpenedEvent = parsed
         data = opened.data
         return SlaEvent(
             opened.id,
@@ -79,7 +156,7 @@ def to_sla_event(message: InboundMessage, wanted: frozenset[str]) -> SlaEvent | 
             regulator_deadline=data.regulator_deadline,
         )
     if trigger == logic.TRIAGED:
-        triaged: CaseTriagedStepEvent = message.parse(CaseTriagedStepEvent)
+        triaged: CaseTriagedStepEvent = parsed
         return SlaEvent(
             triaged.id,
             trigger,
@@ -89,7 +166,7 @@ def to_sla_event(message: InboundMessage, wanted: frozenset[str]) -> SlaEvent | 
             priority=triaged.data.priority.value,
         )
     if trigger == logic.ROUTED:
-        routed: CaseRoutedStepEvent = message.parse(CaseRoutedStepEvent)
+        routed: CaseRoutedStepEvent = parsed
         return SlaEvent(
             routed.id,
             trigger,
@@ -100,12 +177,10 @@ def to_sla_event(message: InboundMessage, wanted: frozenset[str]) -> SlaEvent | 
             lane=routed.data.lane,
         )
     if trigger == logic.MERGED:
-        merged: CaseMergedEvent = message.parse(CaseMergedEvent)
+        merged: CaseMergedEvent = parsed
         return SlaEvent(merged.id, trigger, merged.data.case_id, merged.time, new_facts=merged.data.new_facts)
     if trigger in (logic.PAUSE, logic.RESUME):
-        action: ClockPausedEvent | ClockResumedEvent = (
-            message.parse(ClockPausedEvent) if trigger == logic.PAUSE else message.parse(ClockResumedEvent)
-        )
+        action: ClockPausedEvent | ClockResumedEvent = parsed
         return SlaEvent(
             action.id,
             trigger,
@@ -115,25 +190,19 @@ def to_sla_event(message: InboundMessage, wanted: frozenset[str]) -> SlaEvent | 
             reason=action.data.reason,
             agent_id=action.data.agent_id,
         )
-    if trigger == logic.EXTEND:
-        extension: ClockExtendedEvent = message.parse(ClockExtendedEvent)
-        wanted_target = extension.data.new_target
-        return SlaEvent(
-            extension.id,
-            trigger,
-            extension.data.case_id,
-            extension.time,
-            clock=extension.data.clock,
-            reason=extension.data.reason,
-            agent_id=extension.data.agent_id,
-            approved_by=extension.data.approved_by,
-            new_target=Target(wanted_target.amount, Unit(wanted_target.unit.value)) if wanted_target else None,
-        )
-    try:
-        reference = _CaseRef.model_validate(envelope.data)
-    except ValueError as exc:
-        raise PermanentError("schema_violation", f"{envelope.type}: data.case_id missing or not a UUID") from exc
-    return SlaEvent(envelope.id, trigger, reference.case_id, envelope.time, agent_id=reference.agent_id)
+    extension: ClockExtendedEvent = parsed
+    wanted_target = extension.data.new_target
+    return SlaEvent(
+        extension.id,
+        trigger,
+        extension.data.case_id,
+        extension.time,
+        clock=extension.data.clock,
+        reason=extension.data.reason,
+        agent_id=extension.data.agent_id,
+        approved_by=extension.data.approved_by,
+        new_target=Target(wanted_target.amount, Unit(wanted_target.unit.value)) if wanted_target else None,
+    )
 
 
 @dataclass
@@ -165,12 +234,13 @@ class SlaEngine:
         self.settings = settings
         self.alerts_topic = settings.topic(topics.SLA_ALERTS)
         self.wanted = frozenset(book.triggers() | FACT_TRIGGERS)
+        self.reader = reader_for(self.wanted)
 
     def records(self, alerts: list[Alert]) -> list[Record]:
         return [event_record(self.alerts_topic, str(alert.data.case_id), alert) for alert in alerts]
 
     async def handle(self, messages: list[InboundMessage]) -> BatchResult:
-        events = [e for e in (to_sla_event(m, self.wanted) for m in messages) if e is not None]
+        events = [e for e in map(self.reader.read, messages) if e is not None]
         result = BatchResult()
         if not events:
             return result
@@ -200,10 +270,7 @@ class SlaEngine:
                 changed_clocks.update(outcome.clocks)
                 journal.extend(outcome.journal)
                 result.alerts.extend(outcome.alerts)
-            await work.save_facts(changed_facts.values())
-            await work.save_clocks(changed_clocks.values())
-            await work.write_journal(journal)
-            await work.queue_alerts(self.records(result.alerts))
+            await work.save(changed_facts.values(), changed_clocks.values(), journal, self.records(result.alerts))
         result.events = len(events)
         return result
 

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas.envelope import CloudEvent
 from schemas.sla import (
@@ -67,6 +67,18 @@ MAX_PARKED = 20
 """Requests kept per case for clocks it does not have yet; the oldest go first (journaled)."""
 
 Alert = CloudEvent[Any]
+StateT = TypeVar("StateT", "ClockState", "CaseFacts")
+
+
+def evolve(state: StateT, **changes: Any) -> StateT:
+    """``dataclasses.replace`` for the engine's frozen states, ten times cheaper: a copy of the instance's fields
+    with the changes, without running ``__init__`` again (these dataclasses have no ``__post_init__``)."""
+    if not changes.keys() <= _FIELD_NAMES[type(state)]:
+        raise TypeError(f"{type(state).__name__} has no field {sorted(changes.keys() - _FIELD_NAMES[type(state)])}")
+    copied = object.__new__(type(state))
+    copied.__dict__.update(state.__dict__)
+    copied.__dict__.update(changes)
+    return copied
 
 
 class ClockStatus(StrEnum):
@@ -217,6 +229,11 @@ class Outcome:
     journal: list[JournalEntry] = field(default_factory=list)
 
 
+_FIELD_NAMES: dict[type, frozenset[str]] = {
+    kind: frozenset(f.name for f in fields(kind)) for kind in (ClockState, CaseFacts)
+}
+
+
 @dataclass(frozen=True)
 class Mark:
     """A moment on a clock's timeline when an alert is due."""
@@ -235,7 +252,7 @@ def _version(book: PolicyBook, clock: ClockState) -> PolicyVersion:
 
 
 def clock_config(book: PolicyBook, clock: ClockState) -> ClockConfig:
-    config = _version(book, clock).policy.clock(clock.clock)
+    config = book.clock_config(clock.policy_id, clock.policy_version, clock.clock)
     if config is None:
         raise KeyError(f"policy {clock.policy_id} v{clock.policy_version} has no {clock.clock.value} clock")
     return config
@@ -250,6 +267,16 @@ def span_of(config: ClockConfig, extensions: int) -> Span:
     return spans[min(extensions, len(spans) - 1)]
 
 
+def _span(book: PolicyBook, clock: ClockState) -> Span:
+    """``span_of`` the clock's config, from the book's spans built once."""
+    spans = book.spans(clock.policy_id, clock.policy_version, clock.clock)
+    return spans[min(clock.extensions, len(spans) - 1)]
+
+
+def _pauses(clock: ClockState) -> list[Pause]:
+    return [p.as_pause() for p in clock.pauses] if clock.pauses else []
+
+
 def on_regulator_deadline(config: ClockConfig, clock: ClockState) -> bool:
     return config.use_regulator_deadline and clock.regulator_deadline is not None
 
@@ -261,23 +288,31 @@ def compute_deadline(book: PolicyBook, clock: ClockState) -> datetime | None:
         assert clock.regulator_deadline is not None
         return clock.regulator_deadline
     calendar = calendar_of(book, clock)
-    return calendar.deadline(clock.started_at, span_of(config, clock.extensions), [p.as_pause() for p in clock.pauses])
+    return calendar.deadline(clock.started_at, _span(book, clock), _pauses(clock))
+
+
+_MARK_ORDER = {MarkKind.WARNING: 0, MarkKind.BREACHED: 1, MarkKind.ESCALATED: 2}
 
 
 def marks(book: PolicyBook, clock: ClockState) -> list[Mark]:
     """Warnings, breach and escalations of the clock as it stands, in time order."""
+    return _marks(book, clock, clock.deadline)
+
+
+def _marks(book: PolicyBook, clock: ClockState, deadline: datetime) -> list[Mark]:
+    """``marks`` of the clock with this deadline."""
     config = clock_config(book, clock)
     calendar = calendar_of(book, clock)
-    deadline = clock.deadline
-    counting = span_of(config, clock.extensions).counting
-    pauses = [p.as_pause() for p in clock.pauses]
-    allowed = calendar.active_time(counting, clock.started_at, deadline, pauses)
+    counting = _span(book, clock).counting
+    pauses = _pauses(clock)
+    started_at = clock.started_at
+    allowed = calendar.active_time(counting, started_at, deadline, pauses)
 
     def before_deadline(percent: float | None, before: timedelta | None) -> datetime:
         if before is not None:
-            return max(deadline - before, clock.started_at)
+            return max(deadline - before, started_at)
         assert percent is not None
-        return calendar.advance(counting, clock.started_at, allowed * (percent / 100), pauses)
+        return calendar.advance(counting, started_at, allowed * (percent / 100), pauses)
 
     found = [
         Mark(f"warning/{level}/x{clock.extensions}", before_deadline(w.percent, w.before), MarkKind.WARNING, level)
@@ -291,29 +326,27 @@ def marks(book: PolicyBook, clock: ClockState) -> list[Mark]:
             else before_deadline(escalation.percent, escalation.before)
         )
         found.append(Mark(f"escalated/{escalation.level}", at, MarkKind.ESCALATED, escalation.level))
-    order = {MarkKind.WARNING: 0, MarkKind.BREACHED: 1, MarkKind.ESCALATED: 2}
-    return sorted(found, key=lambda m: (m.at, order[m.kind], m.level))
+    found.sort(key=lambda m: (m.at, _MARK_ORDER[m.kind], m.level))
+    return found
 
 
-def _next_due(book: PolicyBook, clock: ClockState) -> datetime | None:
+def _next_due(book: PolicyBook, clock: ClockState, deadline: datetime) -> datetime | None:
     if clock.status is not ClockStatus.RUNNING:
         return None
-    pending = [m.at for m in marks(book, clock) if m.key not in clock.fired]
-    return min(pending, default=None)
+    fired = clock.fired
+    return min((m.at for m in _marks(book, clock, deadline) if m.key not in fired), default=None)
 
 
 def _settle(book: PolicyBook, clock: ClockState) -> ClockState:
     """Recompute the deadline (unless an open pause leaves it unknown) and the next due mark."""
-    deadline = compute_deadline(book, clock)
-    if deadline is not None:
-        clock = replace(clock, deadline=deadline)
-    return replace(clock, next_due_at=_next_due(book, clock))
+    deadline = compute_deadline(book, clock) or clock.deadline
+    return evolve(clock, deadline=deadline, next_due_at=_next_due(book, clock, deadline))
 
 
 def fire_due(book: PolicyBook, clock: ClockState, now: datetime) -> tuple[ClockState, list[Alert]]:
     """Alerts due on a running clock at ``now`` that have not fired yet, in time order; the clock updated."""
     if clock.status is not ClockStatus.RUNNING:
-        return replace(clock, next_due_at=None), []
+        return evolve(clock, next_due_at=None), []
     alerts: list[Alert] = []
     fired = set(clock.fired)
     timeline = marks(book, clock)
@@ -323,7 +356,7 @@ def fire_due(book: PolicyBook, clock: ClockState, now: datetime) -> tuple[ClockS
         fired.add(mark.key)
         alerts.append(_mark_alert(book, clock, mark))
     next_due = min((m.at for m in timeline if m.key not in fired), default=None)
-    return replace(clock, fired=frozenset(fired), next_due_at=next_due), alerts
+    return evolve(clock, fired=frozenset(fired), next_due_at=next_due), alerts
 
 
 # ---- alerts ----
@@ -423,7 +456,7 @@ def _facts_after(facts: CaseFacts, event: SlaEvent) -> CaseFacts:
         value = getattr(event, name)
         if value is not None and event.trigger in (TRIAGED, ROUTED):
             changes[name] = value
-    return replace(facts, **changes) if changes else facts
+    return evolve(facts, **changes) if changes else facts
 
 
 def on_event(facts: CaseFacts | None, clocks: Sequence[ClockState], event: SlaEvent, book: PolicyBook) -> Outcome:
@@ -526,10 +559,10 @@ def _follow_case(
     book: PolicyBook, clock: ClockState, facts: CaseFacts, event: SlaEvent, outcome: Outcome, put: Put
 ) -> None:
     """Alerts show the case's priority and queue as they are now; a team calendar applies once the case reaches it."""
-    moved = replace(clock, priority=facts.priority or clock.priority, queue=facts.queue)
+    moved = evolve(clock, priority=facts.priority or clock.priority, queue=facts.queue)
     calendar = clock_config(book, clock).calendar_for(facts.queue)
     if calendar != clock.calendar:
-        moved = _settle(book, replace(moved, calendar=calendar))
+        moved = _settle(book, evolve(moved, calendar=calendar))
         outcome.journal.append(
             JournalEntry(
                 clock.case_id,

@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from bisect import bisect_right, insort
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -54,6 +55,8 @@ from services.sla.calendar import (
 )
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
+SELECTION_CACHE_SIZE = 100_000
+"""Policy selections remembered (case profiles are few: jurisdiction, channel, category, priority, queue)."""
 
 _ISO_DURATION: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 _DURATION = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -404,6 +407,12 @@ class PolicyBook:
         """Each policy's versions, latest first; policies in file order."""
         self._selectors: dict[tuple[str, int], list[tuple[frozenset[str], str]]] = {}
         self._starters: dict[str, list[ClockName]] = {}
+        self._boundaries: list[datetime] = []
+        """Every version's effective_from, sorted: between two of them, each policy has the same version in force."""
+        self._selections: dict[tuple[ClockName, CaseProfile, int], Selection | None] = {}
+        """select() by clock, case and span between boundaries (it is a pure function of those)."""
+        self._clock_configs: dict[tuple[str, int, ClockName], ClockConfig | None] = {}
+        self._spans: dict[tuple[str, int, ClockName], tuple[Span, ...]] = {}
         for version in versions:
             self.add(version)
         self._calendars = dict(calendars)
@@ -416,6 +425,8 @@ class PolicyBook:
         if version.key in self._versions:
             return
         self._versions[version.key] = version
+        insort(self._boundaries, version.policy.effective_from)
+        self._selections.clear()
         versions = self._by_policy.setdefault(version.policy.id, [])
         versions.append(version)
         versions.sort(key=lambda v: v.policy.effective_from, reverse=True)
@@ -458,6 +469,17 @@ class PolicyBook:
 
     def select(self, clock: ClockName, case: CaseProfile, at: Any) -> Selection | None:
         """The first policy, in file order, in force at ``at``, that selects the case and defines the clock."""
+        key = (clock, case, bisect_right(self._boundaries, at))
+        try:
+            return self._selections[key]
+        except KeyError:
+            pass
+        if len(self._selections) >= SELECTION_CACHE_SIZE:
+            self._selections.clear()  # many distinct cases: start again rather than grow without bound
+        found = self._selections[key] = self._select(clock, case, at)
+        return found
+
+    def _select(self, clock: ClockName, case: CaseProfile, at: Any) -> Selection | None:
         for policy_id in self._by_policy:
             version = self.in_force(policy_id, at)
             if version is None or not self.selects(version, case):
@@ -466,6 +488,27 @@ class PolicyBook:
             if config is not None:
                 return Selection(version, config)
         return None
+
+    def clock_config(self, policy_id: str, version: int, name: ClockName) -> ClockConfig | None:
+        """The clock as a version defines it (None: the version has no such clock); KeyError: no such version."""
+        key = (policy_id, version, name)
+        try:
+            return self._clock_configs[key]
+        except KeyError:
+            found = self._clock_configs[key] = self.version(policy_id, version).policy.clock(name)
+            return found
+
+    def spans(self, policy_id: str, version: int, name: ClockName) -> tuple[Span, ...]:
+        """``ClockConfig.spans()`` of the version's clock, built once."""
+        key = (policy_id, version, name)
+        try:
+            return self._spans[key]
+        except KeyError:
+            config = self.clock_config(policy_id, version, name)
+            if config is None:
+                raise KeyError(f"policy {policy_id} v{version} has no {name.value} clock") from None
+            found = self._spans[key] = tuple(config.spans())
+            return found
 
     def clock_names(self) -> list[ClockName]:
         names: list[ClockName] = []

@@ -159,3 +159,49 @@ def test_the_tracker_records_an_agents_extension_on_the_cases_audit_trail() -> N
     assert (row.event_id, row.event_type) == (request.event.id, "com.parley.agent.clock_extended.v1")
     assert row.payload["data"]["new_target"] == {"amount": 60, "unit": "days"}
     assert world.cases[case_id].status is CaseStatus.CONTACTED
+
+
+def _mutations(document: dict[str, Any]) -> list[Any]:
+    """The record as sent, and as a careless or hostile producer might send it: each attribute and each data field
+    left out, given the wrong type, or given an unknown neighbour; another version of the type; not an object."""
+    found: list[Any] = [document, [document], "text", None]
+    for key in document:
+        found.append({k: v for k, v in document.items() if k != key})
+        found.extend({**document, key: wrong} for wrong in (123, "x", None, {"case_id": str(CASE)}))
+    found.append({**document, "unknown_attribute": 1})
+    found.append({**document, "type": document["type"].replace(".v1", ".v2")})
+    data = document["data"]
+    for key in data:
+        found.append({**document, "data": {k: v for k, v in data.items() if k != key}})
+        found.extend({**document, "data": {**data, key: wrong}} for wrong in (123, "x", None, [], "2026-11-22"))
+    found.append({**document, "data": {**data, "unknown_field": 1}})
+    return found
+
+
+def _outcome(read: Any, value: InboundMessage) -> Any:
+    try:
+        return read(value)
+    except PermanentError as exc:
+        return ("rejected", exc.reason, exc.detail)
+
+
+@pytest.mark.parametrize("wanted", [EVERYTHING, frozenset({logic.OPENED, logic.PAUSE, "tracking.first_contact"})])
+def test_reading_a_record_in_one_pass_gives_what_reading_it_step_by_step_gives(wanted: frozenset[str]) -> None:
+    """The engine reads each record once, straight into its model; a record it cannot read so is read again step
+    by step, envelope first: events, ignored records and rejections (with their reasons) stay as they were."""
+    from services.sla.app import EventReader, _read_step_by_step
+
+    reader = EventReader(wanted)
+    compared = rejected = 0
+    for path in sorted(EXAMPLES.glob("com.parley.*.v1.json")):
+        if not path.name.startswith(("com.parley.tracking.", "com.parley.agent.")):
+            continue
+        document = json.loads(path.read_text(encoding="utf-8"))
+        for mutated in _mutations(document):
+            value = InboundMessage("case.tracking", 0, 0, None, json.dumps(mutated, ensure_ascii=False).encode(), [])
+            one_pass = _outcome(reader.read, value)
+            assert one_pass == _outcome(lambda m: _read_step_by_step(m, wanted), value), (path.name, mutated)
+            compared += 1
+            rejected += isinstance(one_pass, tuple)
+    assert compared > 1000
+    assert 0 < rejected < compared
