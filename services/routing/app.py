@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +22,9 @@ from pydantic import BaseModel
 from schemas import topics
 from schemas.agent import CaseAcceptedEvent, MergeUndoneEvent, ReopenedEvent, ResolvedEvent
 from schemas.channels import RegulatorDetails, SocialDetails
+from schemas.sla import Severity
 from schemas.triage import CaseTriagedEvent
+from schemas.values import Queue
 from services.routing import logic, store
 from services.routing.logic import Alert, Delivery, Lane, Output, RoutingState
 from services.routing.rules import RoutingRules, load_rules
@@ -65,13 +66,19 @@ BACKLOG = metrics.gauge(
 
 def observe(outputs: list[Output], state: RoutingState) -> None:
     """Count what a committed batch routed (bounded labels only: queues, link kinds, severities)."""
+    deliveries: Counter[tuple[Queue, str]] = Counter()
+    alerts: Counter[Severity] = Counter()
     for output in outputs:
         if isinstance(output, Alert):
-            VIRAL_ALERTS.labels(output.event.data.severity.value).inc()
+            alerts[output.event.data.severity] += 1
             continue
         data = output.event.data
-        link = "public_opinion" if data.lane == Lane.PUBLIC_OPINION.value else data.link.kind
-        DELIVERIES.labels(data.queue.value, link).inc()
+        deliveries[data.queue, "public_opinion" if data.lane == Lane.PUBLIC_OPINION.value else data.link.kind] += 1
+    # One increment per label set, not per output: a batch of 500 touches a handful of series.
+    for (queue, link), count in deliveries.items():
+        DELIVERIES.labels(queue.value, link).inc(count)
+    for severity, count in alerts.items():
+        VIRAL_ALERTS.labels(severity.value).inc(count)
     for queue, count in state.changes.overflowed.items():
         OVERFLOWS.labels(queue.value).inc(count)
     for queue, waiting in state.backlog.items():
@@ -128,6 +135,7 @@ class Router:
         self.rules = rules
         self._triaged_topic = settings.topic(topics.CASE_TRIAGED)
         self._alerts_topic = settings.topic(topics.REPUTATION_ALERTS)
+        self._routed_topics = {queue: settings.topic(topics.routed_topic(queue)) for queue in Queue}
 
     def parse(self, message: InboundMessage) -> Routed | None:
         """The record as an event routing acts on; None for agent actions that are not routing's business."""
@@ -146,25 +154,31 @@ class Router:
         return parsed
 
     async def handle(self, messages: list[InboundMessage]) -> Counter[str]:
-        parsed: dict[uuid.UUID, Routed] = {}
+        parsed: dict[str, tuple[Routed, bytes]] = {}  # by event id, as claimed
         for message in messages:
             event = self.parse(message)
             if event is not None:
-                parsed.setdefault(event.id, event)
+                parsed.setdefault(str(event.id), (event, message.value))
         counts: Counter[str] = Counter(ignored=len(messages) - len(parsed))
         if not parsed:
             return counts
         now = datetime.now(UTC)
         async with transaction(self.pool) as conn:
-            fresh = await store.claim(conn, parsed)
-            todo = [event for event_id, event in parsed.items() if str(event_id) in fresh]
+            # What every event may touch is loaded with the claim (one round trip); a repeat's rows come for nothing.
+            fresh, state = await store.claim_and_load(
+                conn, list(parsed), wanted_for([event for event, _ in parsed.values()])
+            )
+            todo = [item for event_id, item in parsed.items() if event_id in fresh]
             counts["duplicates"] += len(parsed) - len(todo)
             if not todo:
                 return counts
-            state = await store.load(conn, wanted_for(todo))
             outputs: list[Output] = []
-            for event in todo:
+            for event, value in todo:
                 outputs += self.apply(event, state, now, counts)
+                if isinstance(event, CaseTriagedEvent):
+                    record = state.feedback.get(event.data.feedback_id)
+                    if record is not None and record.triaged is event.data:
+                        record.source = value  # stored as it came: its data object is the triage
             records = await self.records(conn, outputs)
             await store.save(conn, state, records, now)
         observe(outputs, state)
@@ -200,22 +214,28 @@ class Router:
 
     async def records(self, conn: Any, outputs: list[Output]) -> list[Record]:
         """Outputs as records; a queue that may see some personal data gets it revealed (one audit row each)."""
+        requests: list[store.RevealRequest] = []
+        revealing: list[int] = []
+        for position, output in enumerate(outputs):
+            if isinstance(output, Delivery):
+                tokens = logic.visible_tokens(output.event)
+                if tokens:
+                    queue = output.queue.value
+                    reader, purpose = f"routing:{queue}", f"case {output.event.data.case_id} routed to queue {queue}"
+                    requests.append(store.RevealRequest(tokens, reader, purpose))
+                    revealing.append(position)
+        # Every delivery's tokens in one statement (the audit rows are the same as one call per delivery).
+        revealed = dict(zip(revealing, await store.reveal_many(conn, requests), strict=True))
         records = []
-        for output in outputs:
+        for position, output in enumerate(outputs):
             if isinstance(output, Alert):
                 records.append(event_record(self._alerts_topic, str(output.event.data.case_id), output.event))
                 continue
             event = output.event
-            tokens = logic.visible_tokens(event)
-            if tokens:
-                queue = output.queue.value
-                values = await store.reveal(
-                    conn, tokens, f"routing:{queue}", f"case {event.data.case_id} routed to queue {queue}"
-                )
+            values = revealed.get(position)
+            if values is not None:
                 event = logic.unmask(event, values)
-            records.append(
-                event_record(self.settings.topic(topics.routed_topic(output.queue)), str(event.subject), event)
-            )
+            records.append(event_record(self._routed_topics[output.queue], str(event.subject), event))
         return records
 
     async def escalate_due(self, now: datetime) -> int:

@@ -5,13 +5,17 @@ customers through other channels, updates of social posts, anonymous posts) is m
 first, untimed; then the case.triaged events go through routing in batches, each one transaction as
 in the worker (claims, identity and placement, virality, outbox, queue counters), against a real
 PostgreSQL: the server ``DATABASE_URL`` names (a scratch database is created and dropped) or an
-embedded one. Then every case is made overdue and the escalation timer runs. Prints cases per second.
+embedded one. Prints events per second and CPU per event: this process (the batch handler, as the
+worker calls it) and the scratch database's PostgreSQL backends (their SQL), read with psutil. Then
+every case is made overdue and the escalation timer runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
+import gc
 import os
 import random
 import sys
@@ -25,9 +29,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
+import psutil
 
 from schemas import topics
 from schemas.channels import SocialDetails
+from schemas.triage import CaseTriagedEvent
 from services.intake.logic import Accepted, normalise
 from services.routing.app import Router
 from services.routing.rules import load_rules
@@ -99,29 +105,84 @@ async def scratch_database() -> AsyncIterator[str]:
         await admin.close()
 
 
-async def run(count: int, batch: int) -> None:
+async def backend_cpu_seconds(pool: asyncpg.Pool) -> dict[int, float]:
+    """CPU seconds (user + system) each PostgreSQL backend of this bench's database has used so far."""
+    async with pool.acquire() as conn:
+        pids = [
+            row["pid"]
+            for row in await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database()")
+        ]
+    used = {}
+    for pid in pids:
+        try:
+            times = psutil.Process(pid).cpu_times()
+        except psutil.Error:  # gone, or not ours to read
+            continue
+        used[pid] = times.user + times.system
+    return used
+
+
+def backend_cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
+def mix_of(messages: list[InboundMessage]) -> Counter[str]:
+    """What the timed events are: anonymous or identified customers, which channels."""
+    mix: Counter[str] = Counter()
+    for message in messages:
+        data = CaseTriagedEvent.model_validate_json(message.value).data
+        mix["identified" if data.customer_ref else "anonymous"] += 1
+        mix[f"channel_{data.channel.value}"] += 1
+    return mix
+
+
+async def run(count: int, batch: int, profile: Path | None) -> None:
     settings = Settings()
     rules = load_rules(settings.routing_rules_path)
     prepared_at = time.perf_counter()
     messages = triaged_messages(count + batch, settings.topic(topics.CASE_TRIAGED))
-    _out(f"routing bench: {len(messages):,} triaged events prepared in {time.perf_counter() - prepared_at:.1f} s")
+    timed = messages[batch:]
+    mix = mix_of(timed)
+    _out(
+        f"routing bench: {len(messages):,} triaged events prepared in {time.perf_counter() - prepared_at:.1f} s; "
+        f"timed: {mix['identified']:,} from identified customers, {mix['anonymous']:,} anonymous, "
+        + ", ".join(
+            f"{key.removeprefix('channel_')} {n:,}" for key, n in sorted(mix.items()) if key.startswith("channel_")
+        )
+    )
+    gc.collect()
+    gc.freeze()  # the prepared records live through the run: keep them out of the collector's way, as a worker's are
     async with scratch_database() as url:
-        pool = await connect_pool(url, min_size=1, max_size=2)
+        # Both connections open from the start, so every backend's CPU is counted from before the timed run.
+        pool = await connect_pool(url, min_size=2, max_size=2)
         try:
             router = Router(pool, settings, rules)
             await router.handle(messages[:batch])  # warm up: connections, statement caches
             counts: Counter[str] = Counter()
+            profiler = cProfile.Profile(time.process_time) if profile else None
+            backends_before = await backend_cpu_seconds(pool)
             started, cpu_started = time.perf_counter(), time.process_time()
-            for first in range(batch, len(messages), batch):
-                counts.update(await router.handle(messages[first : first + batch]))
+            if profiler:
+                profiler.enable()
+            for first in range(0, len(timed), batch):
+                counts.update(await router.handle(timed[first : first + batch]))
+            if profiler:
+                profiler.disable()
             elapsed = time.perf_counter() - started
             cpu = time.process_time() - cpu_started
+            database_cpu = backend_cpu_delta(backends_before, await backend_cpu_seconds(pool))
+            if profiler and profile:
+                profiler.dump_stats(profile)
+            events = len(timed)
             _out(
-                f"routing bench: {count:,} triaged cases routed in {elapsed:.2f} s = {count / elapsed:,.0f} cases/s "
-                f"(routing process CPU {cpu / elapsed:.0%}, batches of {batch}): {counts['routed_new_case']:,} new "
-                f"cases, {counts['routed_merged']:,} merged, {counts['routed_post_update']:,} post updates, "
-                f"{counts['routed_public_opinion']:,} PR copies, {counts['alerts']:,} alerts, "
-                f"{counts['overflowed']:,} overflowed to the AI lane"
+                f"routing bench: {events:,} triaged events routed in {elapsed:.2f} s = {events / elapsed:,.0f}/s "
+                f"(batches of {batch}): {counts['routed_new_case']:,} new cases, {counts['routed_merged']:,} merged, "
+                f"{counts['routed_post_update']:,} post updates, {counts['routed_public_opinion']:,} PR copies, "
+                f"{counts['alerts']:,} alerts, {counts['overflowed']:,} overflowed to the AI lane"
+            )
+            _out(
+                f"routing bench: CPU per triaged event: worker {cpu / events * 1000:.3f} ms + PostgreSQL "
+                f"{database_cpu / events * 1000:.3f} ms = {(cpu + database_cpu) / events * 1000:.3f} ms"
             )
             async with pool.acquire() as conn:
                 due = await conn.execute(
@@ -144,9 +205,15 @@ async def run(count: int, batch: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.routing.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--cases", type=int, default=20_000, help="triaged events to route")
-    parser.add_argument("--batch", type=int, default=Settings().batch_max_records, help="records per transaction")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=50,
+        help="records per transaction (50: what a worker takes in its 50 ms batch wait at 1,000 events/s)",
+    )
+    parser.add_argument("--profile", type=Path, help="write a cProfile of the timed batches (not the preparation) here")
     args = parser.parse_args(argv)
-    asyncio.run(run(args.cases, args.batch))
+    asyncio.run(run(args.cases, args.batch, args.profile))
     return 0
 
 

@@ -14,19 +14,22 @@ and backlog the batch touches), calls these functions in order, and persists ``s
 
 from __future__ import annotations
 
+import hashlib
 import re
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 
 from schemas.agent import CaseAccepted, MergeUndone, Reopened, Resolved
-from schemas.channels import RegulatorDetails, SocialDetails
+from schemas.channels import Channel, RegulatorDetails, SocialDetails
+from schemas.feedback import Language
 from schemas.reputation import ViralityComponents, ViralPost, ViralPostEvent
 from schemas.routing import CaseLink, CaseRouted, CaseRoutedEvent, RoutingReason
 from schemas.sla import Severity
-from schemas.triage import CaseTriaged
+from schemas.triage import CaseTriaged, SentimentLabel
 from schemas.values import Category, Flag, Priority, Queue
 from services.routing.rules import PUBLIC_OPINION_FILTER_NAME, CaseView, Filter, Match, RoutingRules
 from services.routing.virality import (
@@ -50,9 +53,23 @@ REASON_LIMIT = 500
 PRIORITY_RANK = {Priority.P1: 1, Priority.P2: 2, Priority.P3: 3, Priority.P4: 4}
 
 
+_VERSION_5_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_VERSION_5_SET = (0x5000 << 64) | (0x8000 << 48)  # version 5, RFC 4122 variant
+
+
+def _uuid5(namespace: bytes, name: str) -> uuid.UUID:
+    """``uuid.uuid5`` (the same ids), with the namespace's bytes given and the version bits set in one step."""
+    digest = hashlib.sha1(namespace + name.encode(), usedforsecurity=False).digest()
+    return uuid.UUID(int=(int.from_bytes(digest[:16]) & _VERSION_5_CLEAR) | _VERSION_5_SET)
+
+
+_CASE_ID_NAMESPACE = CASE_ID_NAMESPACE.bytes
+_ROUTED_ID_NAMESPACE = ROUTED_ID_NAMESPACE.bytes
+
+
 def case_id_for(feedback_id: uuid.UUID) -> uuid.UUID:
     """The id of the case a feedback opens (also the id it gets when an agent splits it off a case)."""
-    return uuid.uuid5(CASE_ID_NAMESPACE, str(feedback_id))
+    return _uuid5(_CASE_ID_NAMESPACE, str(feedback_id))
 
 
 def more_urgent(priority: Priority, other: Priority | None) -> Priority:
@@ -75,15 +92,41 @@ def regulator_key(details: RegulatorDetails) -> str:
     return f"regulator:{details.regulator.value}:{details.source_reference}"
 
 
+_VIEWS: dict[tuple[object, ...], CaseView] = {}
+_VIEWS_LIMIT = 20_000
+
+
+def _view(
+    category: Category,
+    channel: Channel,
+    priority: Priority,
+    sentiment: SentimentLabel,
+    language: Language,
+    flags: Iterable[Flag],
+    human_required: bool,
+) -> CaseView:
+    """The rules' view of these facts; one shared (frozen) object per distinct facts."""
+    flag_set = frozenset(flags)
+    key = (category, channel, priority, sentiment, language, flag_set, human_required)
+    view = _VIEWS.get(key)
+    if view is None:
+        if len(_VIEWS) >= _VIEWS_LIMIT:
+            _VIEWS.clear()
+        view = _VIEWS[key] = CaseView(
+            category=category,
+            channel=channel,
+            priority=priority,
+            sentiment=sentiment,
+            language=language,
+            flags=flag_set,
+            human_required=human_required,
+        )
+    return view
+
+
 def view_of(data: CaseTriaged) -> CaseView:
-    return CaseView(
-        category=data.category,
-        channel=data.channel,
-        priority=data.priority,
-        sentiment=data.sentiment.label,
-        language=data.language,
-        flags=frozenset(data.flags),
-        human_required=data.human_required,
+    return _view(
+        data.category, data.channel, data.priority, data.sentiment.label, data.language, data.flags, data.human_required
     )
 
 
@@ -97,9 +140,24 @@ def _duration(seconds: int) -> str:
     return f"{seconds}s"
 
 
+_REASONS: dict[tuple[str, str], RoutingReason] = {}
+_REASONS_LIMIT = 10_000
+
+
 def _reason(kind: str, detail: str) -> RoutingReason:
-    text = detail if len(detail) <= REASON_LIMIT else detail[: REASON_LIMIT - 1] + "…"
-    return RoutingReason.model_validate({"kind": kind, "detail": text})
+    """A reason; one shared (frozen) object per text, as most texts repeat from case to case."""
+    reason = _REASONS.get((kind, detail))
+    if reason is None:
+        text = detail if len(detail) <= REASON_LIMIT else detail[: REASON_LIMIT - 1] + "…"
+        reason = RoutingReason.model_validate({"kind": kind, "detail": text})
+        if len(_REASONS) >= _REASONS_LIMIT:
+            _REASONS.clear()
+        _REASONS[kind, detail] = reason
+    return reason
+
+
+_NEW_CASE = CaseLink(kind="new_case")
+_ESCALATED = CaseLink(kind="escalated")
 
 
 # ---- what routing knows ----
@@ -159,6 +217,8 @@ class FeedbackRecord:
     case_id: uuid.UUID
     triaged: CaseTriaged
     received_at: datetime
+    source: bytes | None = field(default=None, compare=False, repr=False)
+    """The case.triaged event (JSON) ``triaged`` is the data of, when the caller has it: stored as it came."""
 
 
 @dataclass
@@ -282,10 +342,54 @@ def needs_person(view: CaseView) -> bool:
     return view.human_required or view.priority is Priority.P1
 
 
-def place(
-    view: CaseView, rules: RoutingRules, backlog: Counter[Queue], *, allow_overflow: bool = True, avoid_ai: bool = False
-) -> Placement:
-    """The first matching filter's first target (one a person works, when the case needs one), overflow applied."""
+@dataclass(frozen=True)
+class _Choice:
+    """What a placement takes from the case's facts and the rules alone (the backlog decides the rest)."""
+
+    filter: Filter
+    target_index: int
+    priority: Priority
+    reasons: tuple[RoutingReason, ...]
+    stays: bool
+    """Never overflows: a P1 or human-required case (at the target's priority)."""
+    may_overflow: bool
+    """The overflow rule allows this case (at the target's priority) into the AI lane."""
+
+
+class _Memo:
+    """Answers of pure functions of one rules object (a batch asks the same questions again and again)."""
+
+    LIMIT = 20_000  # distinct case facts remembered per rules object; then it starts afresh
+
+    def __init__(self, rules: RoutingRules) -> None:
+        self.rules = rules  # held, so the id this is filed under stays this object's
+        self.choices: dict[tuple[CaseView, bool], _Choice] = {}
+        self.groups: dict[Category, str] = {}
+        self.overflow_allows = rules.overflow.allow.describe()
+
+
+_MEMOS: dict[int, _Memo] = {}
+
+
+def _memo(rules: RoutingRules) -> _Memo:
+    memo = _MEMOS.get(id(rules))
+    if memo is None or memo.rules is not rules:
+        if len(_MEMOS) >= 8:  # tests build many rules objects; a worker has one
+            _MEMOS.clear()
+        memo = _MEMOS[id(rules)] = _Memo(rules)
+    return memo
+
+
+def problem_group(rules: RoutingRules, category: Category) -> str:
+    groups = _memo(rules).groups
+    group = groups.get(category)
+    if group is None:
+        group = groups[category] = rules.problem_group(category)
+    return group
+
+
+def _choose(view: CaseView, rules: RoutingRules, avoid_ai: bool) -> _Choice:
+    """The first matching filter's first target (one a person works, when the case needs one)."""
     reasons: list[RoutingReason] = []
     chosen = next((rule for rule in rules.filters if rule.match.holds(view)), None)
     if chosen is not None:
@@ -314,25 +418,46 @@ def place(
             f"accept within {_duration(target.timeout)}{following}",
         )
     )
+    as_priority = view.model_copy(update={"priority": priority})
+    stays = needs_person(as_priority)
+    return _Choice(chosen, index, priority, tuple(reasons), stays, rules.overflow.allow.holds(as_priority))
+
+
+def place(
+    view: CaseView, rules: RoutingRules, backlog: Counter[Queue], *, allow_overflow: bool = True, avoid_ai: bool = False
+) -> Placement:
+    """The first matching filter's first target (one a person works, when the case needs one), overflow applied."""
+    memo = _memo(rules)
+    choices = memo.choices
+    key = (view, avoid_ai)
+    choice = choices.get(key)
+    if choice is None:
+        if len(choices) >= _Memo.LIMIT:
+            choices.clear()
+        choice = choices[key] = _choose(view, rules, avoid_ai)
+    chosen, index, priority = choice.filter, choice.target_index, choice.priority
+    target = chosen.targets[index]
+    lane = rules.overflow.lane
     queue, timeout, overflow = target.queue, target.timeout, False
     limit = rules.queues[queue].backlog_limit
-    if allow_overflow and queue != lane and backlog[queue] >= limit:
-        as_priority = view.model_copy(update={"priority": priority})
-        full = f"{queue.value} holds {backlog[queue]} unaccepted cases (limit {limit})"
-        if needs_person(as_priority):
-            reasons.append(_reason("overflow", f"{full}, but a P1 or human-required case never overflows: it stays"))
-        elif rules.overflow.allow.holds(as_priority):
-            queue, timeout, overflow = lane, rules.overflow.timeout, True
-            reasons.append(
-                _reason(
-                    "overflow",
-                    f"{full}: this {priority.value} {view.category.value} may overflow "
-                    f"({rules.overflow.allow.describe()}), so the AI lane {lane.value} takes it; back to "
-                    f"{target.queue.value} if not accepted within {_duration(timeout)}",
-                )
+    if not (allow_overflow and queue != lane and backlog[queue] >= limit):
+        return Placement(chosen, index, queue, priority, timeout, overflow, choice.reasons)
+    reasons = list(choice.reasons)
+    full = f"{queue.value} holds {backlog[queue]} unaccepted cases (limit {limit})"
+    if choice.stays:
+        reasons.append(_reason("overflow", f"{full}, but a P1 or human-required case never overflows: it stays"))
+    elif choice.may_overflow:
+        queue, timeout, overflow = lane, rules.overflow.timeout, True
+        reasons.append(
+            _reason(
+                "overflow",
+                f"{full}: this {priority.value} {view.category.value} may overflow "
+                f"({memo.overflow_allows}), so the AI lane {lane.value} takes it; back to "
+                f"{target.queue.value} if not accepted within {_duration(timeout)}",
             )
-        else:
-            reasons.append(_reason("overflow", f"{full}, but overflow allows only {rules.overflow.allow.describe()}"))
+        )
+    else:
+        reasons.append(_reason("overflow", f"{full}, but overflow allows only {memo.overflow_allows}"))
     return Placement(chosen, index, queue, priority, timeout, overflow, tuple(reasons))
 
 
@@ -410,7 +535,7 @@ def _routed(
 
 
 def routed_event_id(feedback_id: uuid.UUID, lane: Lane, suffix: str = "") -> uuid.UUID:
-    return uuid.uuid5(ROUTED_ID_NAMESPACE, f"{feedback_id}:{lane.value}{suffix}")
+    return _uuid5(_ROUTED_ID_NAMESPACE, f"{feedback_id}:{lane.value}{suffix}")
 
 
 # ---- case identity ----
@@ -480,7 +605,7 @@ def identify(data: CaseTriaged, state: RoutingState, rules: RoutingRules) -> Ide
     if data.customer_ref is None:
         notes.append("anonymous, with no reference to an open case: a case of its own")
         return Identity(None, "new_case", None, tuple(notes))
-    group = rules.problem_group(data.category)
+    group = problem_group(rules, data.category)
     candidates = [state.cases[case_id] for case_id in state.customer_cases(data.customer_ref)]
     candidates = [case for case in candidates if case.is_open]
     candidates.sort(key=lambda case: (case.updated_at, str(case.case_id)), reverse=True)
@@ -528,14 +653,8 @@ def _absorb(case: CaseState, data: CaseTriaged, received_at: datetime) -> None:
 
 
 def _case_view(case: CaseState, data: CaseTriaged) -> CaseView:
-    return CaseView(
-        category=data.category,
-        channel=data.channel,
-        priority=case.priority,
-        sentiment=data.sentiment.label,
-        language=data.language,
-        flags=frozenset(case.flags),
-        human_required=case.human_required,
+    return _view(
+        data.category, data.channel, case.priority, data.sentiment.label, data.language, case.flags, case.human_required
     )
 
 
@@ -546,7 +665,7 @@ def _open_case(
         case_id=case_id,
         customer_ref=data.customer_ref,
         is_open=True,
-        problem_group=rules.problem_group(data.category),
+        problem_group=problem_group(rules, data.category),
         categories={data.category},
         flags=set(data.flags),
         priority=data.priority,
@@ -591,7 +710,7 @@ def on_triaged(data: CaseTriaged, state: RoutingState, rules: RoutingRules, now:
         placement = place(view_of(data), rules, state.backlog)
         primary = _place_and_assign(case, placement, data.feedback_id, state, now)
         _record_feedback(state, case, data, received_at)
-        link = CaseLink(kind="new_case")
+        link = _NEW_CASE
         reasons = [_reason("merge", note) for note in identity.reasons] + list(placement.reasons)
     else:
         case = identity.case
@@ -890,7 +1009,7 @@ def on_timeout(
         moved,
         feedback.triaged,
         feedback.received_at,
-        CaseLink(kind="escalated"),
+        _ESCALATED,
         reasons,
         None,
         rules,

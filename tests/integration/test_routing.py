@@ -8,6 +8,7 @@ directly, as triage and agent desktops would.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -34,9 +35,12 @@ from schemas.sla import Severity
 from schemas.triage import CaseTriaged, SentimentLabel
 from schemas.values import Category, Flag, PiiKind, Priority, Queue
 from services.privacy.logic import token_for
+from services.routing.app import Router
 from services.routing.logic import case_id_for
-from services.routing.rules import PROJECT_ROOT
-from services.runtime.settings import DEVELOPMENT_PII_KEY
+from services.routing.rules import PROJECT_ROOT, load_rules
+from services.runtime.db import connect_pool
+from services.runtime.deadletter import InboundMessage
+from services.runtime.settings import DEVELOPMENT_PII_KEY, Settings
 from tests.integration.conftest import Pipeline, wait_for_rows
 from tests.unit.test_routing_samples import app, feedback_id, hotline, regulator, social, triaged, triaged_event
 
@@ -387,3 +391,81 @@ async def test_a_viral_post_reaches_the_pr_queue_and_raises_an_alert(
         assert alert.data.reposts_per_hour == pytest.approx(5188.0)
     assert await db.fetchval("SELECT count(*) FROM routing.cases") == 1, "updates of a post open no new case"
     assert await db.fetchval("SELECT alert_level FROM routing.social_posts") == 2
+
+
+async def test_a_batch_in_one_transaction_stores_each_triage_as_it_came_and_a_redelivery_changes_nothing(
+    database_url: str, tmp_path: Path
+) -> None:
+    """The batch handler the worker runs, straight on the database: claims and loads in one statement, writes
+    in one, reveals every delivery's tokens in one; what it stores and audits is what one statement per row
+    stored and audited."""
+    settings = Settings()
+    rules = load_rules(rules_file(tmp_path))
+    pool = await connect_pool(database_url, min_size=1, max_size=2)
+    try:
+        await pool.execute("INSERT INTO pii.vault (token, kind, value) VALUES ($1, 'mobile', $2)", MOBILE_TOKEN, MOBILE)
+        fraud_text = f"卡被盗刷了，请打我手机[MOBILE#{MOBILE_TOKEN}]"
+        items = [
+            triaged("hotline", customer="C1", details=hotline()),
+            triaged("app", customer="C1", details=app(), category=Category.WEALTH_PRODUCT),
+            triaged("same-problem", customer="C1", details=app()),
+            triaged("post", customer=None, details=social("P-1")),
+            triaged("post-again", customer=None, details=social("P-1", reposts=40)),
+            triaged("referral", customer="C3", details=regulator("12378-A")),
+            triaged("fraud-1", customer="C4", category=Category.FRAUD_SECURITY, text=fraud_text),
+            triaged("fraud-2", customer="C5", category=Category.FRAUD_SECURITY, text=fraud_text),
+        ]
+        topic = settings.topic(topics.CASE_TRIAGED)
+        messages = [
+            InboundMessage(topic, 0, offset, b"k", triaged_event(data).to_json_bytes(), [])
+            for offset, data in enumerate(items)
+        ]
+        router = Router(pool, settings, rules)
+        counts = await router.handle(messages)
+        assert counts["triaged"] == len(items)
+        assert (counts["routed_new_case"], counts["routed_merged"], counts["routed_post_update"]) == (6, 1, 1)
+
+        stored = {
+            row["feedback_id"]: row["triaged"]
+            for row in await pool.fetch("SELECT feedback_id, triaged FROM routing.feedback")
+        }
+        assert stored == {data.feedback_id: json.loads(data.model_dump_json()) for data in items}, (
+            "each event's data object, as it came, is the triage serialised again"
+        )
+        merged = await pool.fetchrow(
+            "SELECT case_id FROM routing.feedback WHERE feedback_id = $1", feedback_id("same-problem")
+        )
+        assert merged is not None
+        assert merged["case_id"] == case_id_for(feedback_id("hotline"))
+        keys = {row["key"]: row["case_id"] for row in await pool.fetch("SELECT key, case_id FROM routing.case_keys")}
+        assert keys == {
+            "post:weibo:P-1": case_id_for(feedback_id("post")),
+            "regulator:nfra_12378:12378-A": case_id_for(feedback_id("referral")),
+        }
+        log = await pool.fetch("SELECT ref, reader, purpose, found FROM pii.access_log ORDER BY id")
+        expected_log = [
+            (token, "routing:fraud", f"case {case_id_for(feedback_id(name))} routed to queue fraud", found)
+            for name in ("fraud-1", "fraud-2")
+            for token, found in sorted([(MOBILE_TOKEN, True), ("0123456789abcdef", False)])
+        ]
+        assert [tuple(row) for row in log] == expected_log, "one audit row per token per delivery, in order"
+        outbox = await pool.fetch("SELECT topic, key, value FROM outbox ORDER BY id")
+        assert len(outbox) == counts["routed_new_case"] + counts["routed_merged"] + counts["routed_post_update"] + (
+            counts["routed_public_opinion"] + counts["alerts"]
+        )
+        frauds = [CaseRoutedEvent.model_validate_json(row["value"]) for row in outbox if row["topic"].endswith("fraud")]
+        assert [event.data.text for event in frauds] == [f"卡被盗刷了，请打我手机{MOBILE}"] * 2
+        queues = {row["queue"]: row["waiting"] for row in await pool.fetch("SELECT queue, waiting FROM routing.queues")}
+        assert sum(queues.values()) == 7, "one wait per case (the merge joins the hotline case's)"
+
+        # The same records again (a redelivery): claimed already, so nothing is written, revealed or emitted.
+        again = await router.handle(messages)
+        assert again["duplicates"] == len(items)
+        assert again["triaged"] == 0
+        assert await pool.fetchval("SELECT count(*) FROM outbox") == len(outbox)
+        assert await pool.fetchval("SELECT count(*) FROM pii.access_log") == len(log)
+        assert {
+            row["queue"]: row["waiting"] for row in await pool.fetch("SELECT queue, waiting FROM routing.queues")
+        } == queues
+    finally:
+        await pool.close()
