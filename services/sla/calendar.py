@@ -209,6 +209,8 @@ class BusinessCalendar:
     _interval_cache: dict[date, tuple[tuple[datetime, datetime], ...]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    _by_day_cache: dict[tuple[Span, date], datetime] = field(default_factory=dict, compare=False, repr=False)
+    """Deadlines without pauses of spans whose deadline depends only on the start's local day."""
 
     def __post_init__(self) -> None:
         previous_end = 0
@@ -357,6 +359,15 @@ class BusinessCalendar:
 
     def deadline(self, start: datetime, span: Span, pauses: Sequence[Pause] = ()) -> datetime | None:
         """When the clock runs out, after its pauses; None while a pause that matters is still open."""
+        if not pauses:
+            if span.in_days and span.day_end is not DayEnd.SAME_TIME and not span.late_receipt_rolls:
+                # Counted in whole days to a fixed hour of the last one: the start's local day decides.
+                key = (span, self.local_date(start))
+                found = self._by_day_cache.get(key)
+                if found is None:
+                    found = self._by_day_cache[key] = self._deadline_without_pauses(start, span)
+                return found
+            return self._deadline_without_pauses(start, span)
         due = self.due(start, span)
         shift = ZERO
         for pause in merge_pauses(pauses):
@@ -370,9 +381,15 @@ class BusinessCalendar:
         deadline = self.extend(span.counting, due, shift)
         return self.roll_to_working_day(deadline) if span.roll_to_working_day else deadline
 
+    def _deadline_without_pauses(self, start: datetime, span: Span) -> datetime:
+        due = self.due(start, span)
+        return self.roll_to_working_day(due) if span.roll_to_working_day else due
+
     def active_time(self, counting: Counting, start: datetime, end: datetime, pauses: Sequence[Pause]) -> timedelta:
         """The clock's running time between ``start`` and ``end``, pauses left out."""
         total = self.measure(counting, start, end)
+        if not pauses:
+            return max(total, ZERO)
         for pause in merge_pauses(pauses):
             pause_end = end if pause.end is None else min(pause.end, end)
             low = max(pause.start, start)
@@ -382,6 +399,8 @@ class BusinessCalendar:
 
     def advance(self, counting: Counting, start: datetime, amount: timedelta, pauses: Sequence[Pause]) -> datetime:
         """The instant at which the clock, running from ``start`` and stopping for pauses, has run ``amount``."""
+        if not pauses:
+            return self.extend(counting, start, amount)
         cursor, remaining = start, amount
         for pause in merge_pauses(pauses):
             pause_end = pause.end

@@ -13,11 +13,13 @@ same events give the same clocks and the same alerts (same ids, same dedup keys)
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
+from operator import itemgetter
 from typing import Any, TypeVar
 
 from schemas.envelope import CloudEvent
@@ -47,7 +49,7 @@ from schemas.sla import (
     SlaWarningEvent,
 )
 from schemas.values import ClockName, Priority, Queue
-from services.sla.calendar import BusinessCalendar, CalendarDataMissingError, Pause, Span, Unit
+from services.sla.calendar import BusinessCalendar, CalendarDataMissingError, Counting, Pause, Span, Unit
 from services.sla.policies import NEW_FACTS_TRIGGER, CaseProfile, ClockConfig, PolicyBook, PolicyVersion
 
 SOURCE = "/parley/sla"
@@ -281,66 +283,98 @@ def on_regulator_deadline(config: ClockConfig, clock: ClockState) -> bool:
     return config.use_regulator_deadline and clock.regulator_deadline is not None
 
 
+_WARNING, _BREACHED, _ESCALATED = 0, 1, 2
+"""How marks at the same instant are ordered: warnings, then the breach, then escalations."""
+_MARK_KINDS = (MarkKind.WARNING, MarkKind.BREACHED, MarkKind.ESCALATED)
+_in_time_order = itemgetter(0, 1, 2)
+
+MarkPlan = tuple[tuple[int, int, str, float | None, timedelta | None, timedelta | None], ...]
+"""A clock's marks as its policy defines them, in the policy's order: (kind, level, key, percent, before, after)."""
+
+
+@dataclass(frozen=True)
+class _Rules:
+    """What a clock's timeline is computed from, for one policy version, clock, calendar and extension."""
+
+    config: ClockConfig
+    calendar: BusinessCalendar
+    span: Span
+    plan: MarkPlan
+
+
+def _rules(book: PolicyBook, clock: ClockState) -> _Rules:
+    """The clock's rules, looked up once (policy versions never change) and kept with the book."""
+    key = ("rules", clock.policy_id, clock.policy_version, clock.clock, clock.calendar, clock.extensions)
+    found: _Rules | None = book.derived.get(key)
+    if found is None:
+        config = clock_config(book, clock)
+        plan: list[tuple[int, int, str, float | None, timedelta | None, timedelta | None]] = [
+            (_WARNING, level, f"warning/{level}/x{clock.extensions}", w.percent, w.before, None)
+            for level, w in enumerate(config.warnings, start=1)
+        ]
+        plan.append((_BREACHED, 0, "breached", None, None, None))
+        plan.extend(
+            (_ESCALATED, e.level, f"escalated/{e.level}", e.percent, e.before, e.after) for e in config.escalations
+        )
+        found = book.derived[key] = _Rules(config, calendar_of(book, clock), _span(book, clock), tuple(plan))
+    return found
+
+
 def compute_deadline(book: PolicyBook, clock: ClockState) -> datetime | None:
     """The clock's deadline from its start, span, pauses and extensions; None while an open pause matters."""
-    config = clock_config(book, clock)
-    if on_regulator_deadline(config, clock):
-        assert clock.regulator_deadline is not None
+    return _deadline(_rules(book, clock), clock)
+
+
+def _deadline(rules: _Rules, clock: ClockState) -> datetime | None:
+    if rules.config.use_regulator_deadline and clock.regulator_deadline is not None:
         return clock.regulator_deadline
-    calendar = calendar_of(book, clock)
-    return calendar.deadline(clock.started_at, _span(book, clock), _pauses(clock))
-
-
-_MARK_ORDER = {MarkKind.WARNING: 0, MarkKind.BREACHED: 1, MarkKind.ESCALATED: 2}
+    return rules.calendar.deadline(clock.started_at, rules.span, _pauses(clock))
 
 
 def marks(book: PolicyBook, clock: ClockState) -> list[Mark]:
     """Warnings, breach and escalations of the clock as it stands, in time order."""
-    return _marks(book, clock, clock.deadline)
+    points = _mark_points(_rules(book, clock), clock, clock.deadline)
+    points.sort(key=_in_time_order)
+    return [Mark(key, at, _MARK_KINDS[kind], level) for at, kind, level, key in points]
 
 
-def _marks(book: PolicyBook, clock: ClockState, deadline: datetime) -> list[Mark]:
-    """``marks`` of the clock with this deadline."""
-    config = clock_config(book, clock)
-    calendar = calendar_of(book, clock)
-    counting = _span(book, clock).counting
+def _mark_points(rules: _Rules, clock: ClockState, deadline: datetime) -> list[tuple[datetime, int, int, str]]:
+    """The clock's marks with this deadline, in the policy's order, as (at, kind, level, key)."""
+    calendar = rules.calendar
+    counting = rules.span.counting
     pauses = _pauses(clock)
     started_at = clock.started_at
     allowed = calendar.active_time(counting, started_at, deadline, pauses)
-
-    def before_deadline(percent: float | None, before: timedelta | None) -> datetime:
-        if before is not None:
-            return max(deadline - before, started_at)
-        assert percent is not None
-        return calendar.advance(counting, started_at, allowed * (percent / 100), pauses)
-
-    found = [
-        Mark(f"warning/{level}/x{clock.extensions}", before_deadline(w.percent, w.before), MarkKind.WARNING, level)
-        for level, w in enumerate(config.warnings, start=1)
-    ]
-    found.append(Mark("breached", deadline, MarkKind.BREACHED, 0))
-    for escalation in config.escalations:
-        at = (
-            deadline + escalation.after
-            if escalation.after is not None
-            else before_deadline(escalation.percent, escalation.before)
-        )
-        found.append(Mark(f"escalated/{escalation.level}", at, MarkKind.ESCALATED, escalation.level))
-    found.sort(key=lambda m: (m.at, _MARK_ORDER[m.kind], m.level))
+    # Elapsed time without pauses: a share of the allowed time falls that long after the start (calendar.advance).
+    elapsed = counting is Counting.CALENDAR and not pauses
+    found = []
+    for kind, level, key, percent, before, after in rules.plan:
+        if kind == _BREACHED:
+            at = deadline
+        elif after is not None:
+            at = deadline + after
+        elif before is not None:
+            at = max(deadline - before, started_at)
+        else:
+            assert percent is not None
+            share = allowed * (percent / 100)
+            at = started_at + share if elapsed else calendar.advance(counting, started_at, share, pauses)
+        found.append((at, kind, level, key))
     return found
 
 
-def _next_due(book: PolicyBook, clock: ClockState, deadline: datetime) -> datetime | None:
+def _next_due(rules: _Rules, clock: ClockState, deadline: datetime) -> datetime | None:
     if clock.status is not ClockStatus.RUNNING:
         return None
     fired = clock.fired
-    return min((m.at for m in _marks(book, clock, deadline) if m.key not in fired), default=None)
+    return min((at for at, _, _, key in _mark_points(rules, clock, deadline) if key not in fired), default=None)
 
 
 def _settle(book: PolicyBook, clock: ClockState) -> ClockState:
     """Recompute the deadline (unless an open pause leaves it unknown) and the next due mark."""
-    deadline = compute_deadline(book, clock) or clock.deadline
-    return evolve(clock, deadline=deadline, next_due_at=_next_due(book, clock, deadline))
+    rules = _rules(book, clock)
+    deadline = _deadline(rules, clock) or clock.deadline
+    return evolve(clock, deadline=deadline, next_due_at=_next_due(rules, clock, deadline))
 
 
 def fire_due(book: PolicyBook, clock: ClockState, now: datetime) -> tuple[ClockState, list[Alert]]:
@@ -370,6 +404,18 @@ def _alert_id(dedup_key: str) -> uuid.UUID:
     return uuid.uuid5(ALERT_ID_NAMESPACE, dedup_key)
 
 
+_ALERT_ID_PREFIX = ALERT_ID_NAMESPACE.bytes
+
+
+def _alert_id_text(dedup_key: str) -> str:
+    """``str(_alert_id(dedup_key))`` without building the UUID (the event model reads the text into one)."""
+    digest = bytearray(hashlib.sha1(_ALERT_ID_PREFIX + dedup_key.encode(), usedforsecurity=False).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = digest.hex()
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
 def _common(clock: ClockState, suffix: str, at: datetime) -> dict[str, Any]:
     return {
         "case_id": clock.case_id,
@@ -385,7 +431,7 @@ def _common(clock: ClockState, suffix: str, at: datetime) -> dict[str, Any]:
 
 
 def _envelope(event_class: Callable[..., Alert], clock: ClockState, at: datetime, data: Any) -> Alert:
-    return event_class(id=_alert_id(data.dedup_key), source=SOURCE, time=at, subject=str(clock.case_id), data=data)
+    return event_class(id=_alert_id_text(data.dedup_key), source=SOURCE, time=at, subject=str(clock.case_id), data=data)
 
 
 def _mark_alert(book: PolicyBook, clock: ClockState, mark: Mark) -> Alert:
@@ -894,17 +940,21 @@ def _start(
 ) -> None:
     """Start the clocks the trigger starts; ``from_event``: ``only`` starts, counted from the event, whatever its
     policy's triggers and anchor (a restart on new facts)."""
-    for name in [only] if only is not None else book.started_by(trigger):
+    if only is None:
+        candidates = book.starting(trigger, facts.profile(), at)
+    else:
+        selection = book.select(only, facts.profile(), at)
+        if selection is None:
+            return
+        if not from_event and trigger not in selection.clock.starts_on and trigger not in selection.clock.restarts_on:
+            return
+        candidates = ((only, selection),)
+    for name, selection in candidates:
         if _active(current, name) is not None:
             continue
         if only_new and any(c.clock is name for c in current.values()):
             continue
-        selection = book.select(name, facts.profile(), at)
-        if selection is None:
-            continue
         config = selection.clock
-        if not from_event and trigger not in config.starts_on and trigger not in config.restarts_on:
-            continue
         from_opening = not from_event and config.anchor == "case_opened" and facts.opened_at is not None
         started_at = facts.opened_at if from_opening and facts.opened_at is not None else at
         policy = selection.version.policy

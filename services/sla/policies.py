@@ -14,12 +14,12 @@ import hashlib
 import json
 import re
 from bisect import bisect_right, insort
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
@@ -382,9 +382,8 @@ class Selection:
     clock: ClockConfig
 
 
-@dataclass(frozen=True)
-class CaseProfile:
-    """What a policy selects on."""
+class CaseProfile(NamedTuple):
+    """What a policy selects on (a named tuple: selections are remembered by it, and it hashes fast)."""
 
     jurisdiction: str | None
     channel: str | None
@@ -411,8 +410,11 @@ class PolicyBook:
         """Every version's effective_from, sorted: between two of them, each policy has the same version in force."""
         self._selections: dict[tuple[ClockName, CaseProfile, int], Selection | None] = {}
         """select() by clock, case and span between boundaries (it is a pure function of those)."""
+        self._starting: dict[tuple[str, CaseProfile, int], tuple[tuple[ClockName, Selection], ...]] = {}
         self._clock_configs: dict[tuple[str, int, ClockName], ClockConfig | None] = {}
         self._spans: dict[tuple[str, int, ClockName], tuple[Span, ...]] = {}
+        self.derived: dict[Hashable, Any] = {}
+        """What other modules derive once from a version's clocks (keyed by the version); versions never change."""
         for version in versions:
             self.add(version)
         self._calendars = dict(calendars)
@@ -427,6 +429,7 @@ class PolicyBook:
         self._versions[version.key] = version
         insort(self._boundaries, version.policy.effective_from)
         self._selections.clear()
+        self._starting.clear()
         versions = self._by_policy.setdefault(version.policy.id, [])
         versions.append(version)
         versions.sort(key=lambda v: v.policy.effective_from, reverse=True)
@@ -477,6 +480,24 @@ class PolicyBook:
         if len(self._selections) >= SELECTION_CACHE_SIZE:
             self._selections.clear()  # many distinct cases: start again rather than grow without bound
         found = self._selections[key] = self._select(clock, case, at)
+        return found
+
+    def starting(self, trigger: str, case: CaseProfile, at: Any) -> tuple[tuple[ClockName, Selection], ...]:
+        """The clocks the trigger starts (or restarts) for the case at ``at``, in ``started_by`` order: each with its
+        selection, whose clock starts or restarts on the trigger."""
+        key = (trigger, case, bisect_right(self._boundaries, at))
+        found = self._starting.get(key)
+        if found is None:
+            if len(self._starting) >= SELECTION_CACHE_SIZE:
+                self._starting.clear()
+            chosen = []
+            for name in self.started_by(trigger):
+                selection = self.select(name, case, at)
+                if selection is not None and (
+                    trigger in selection.clock.starts_on or trigger in selection.clock.restarts_on
+                ):
+                    chosen.append((name, selection))
+            found = self._starting[key] = tuple(chosen)
         return found
 
     def _select(self, clock: ClockName, case: CaseProfile, at: Any) -> Selection | None:
@@ -555,6 +576,7 @@ class PolicyBook:
     def remember_calendar_definitions(self, calendars: Mapping[str, CalendarConfig]) -> None:
         self._calendar_defs = {name: config.definition() for name, config in calendars.items()}
         self._resolved.clear()
+        self.derived.clear()  # it may hold calendars resolved before
 
     def pause_condition(self, reason: str) -> str | None:
         """The pause condition a reason names: its id, or one of its words, anywhere in the text."""
