@@ -207,3 +207,18 @@ async def wait_for_rows(db: asyncpg.Connection, query: str, expected: int, timeo
             return int(count)
         await asyncio.sleep(0.3)
     return int(count)
+
+
+async def load_accounts(database_url: str, extract: Path) -> None:
+    """Feed the tracker a core-banking extract the way operators do: ``parley accounts load FILE``."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("PARLEY_")}
+    loaded = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "services.cli", "accounts", "load", str(extract)],
+        env={**env, "DATABASE_URL": database_url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert loaded.returncode == 0, loaded.stderr

@@ -9,11 +9,7 @@ Every processor runs as a worker; the test plays the bank's core-banking extract
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -29,7 +25,7 @@ from schemas.channels import Channel
 from schemas.plans import PlanProposed, PlanProposedEvent
 from schemas.values import PlanKind
 from services.planner.cli import read_request
-from tests.integration.conftest import Pipeline, read_topic, wait_for_rows
+from tests.integration.conftest import Pipeline, load_accounts, read_topic, wait_for_rows
 from tests.samples import encode, raw_message
 
 pytestmark = pytest.mark.integration
@@ -114,26 +110,12 @@ async def _proposals(pipeline: Pipeline, at_least: int) -> dict[uuid.UUID, list[
     return by_case
 
 
-async def _load_accounts(database_url: str, extract: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    loaded = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.cli", "accounts", "load", str(extract)],
-        env={**env, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert loaded.returncode == 0, loaded.stderr
-
-
 async def test_the_ill_customer_and_the_small_business_end_with_an_active_plan(
     pipeline: Pipeline, producer: AIOKafkaProducer, db: asyncpg.Connection, database_url: str, tmp_path: Path
 ) -> None:
     extract = tmp_path / "core-banking-extract.jsonl"
     extract.write_text("".join(_account_line(story) + "\n" for story in STORIES), encoding="utf-8")
-    await _load_accounts(database_url, extract)
+    await load_accounts(database_url, extract)
     for processor in ("intake", "triage", "routing", "tracker", "planner"):
         pipeline.start(processor)
 

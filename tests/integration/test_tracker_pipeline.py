@@ -5,11 +5,7 @@ The tracker opens cases only from what routing delivers, and records routing's m
 
 from __future__ import annotations
 
-import asyncio
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import asyncpg
@@ -19,7 +15,7 @@ from aiokafka import AIOKafkaProducer
 from schemas import topics
 from schemas.channels import Channel
 from schemas.plans import PlanRequestedEvent
-from tests.integration.conftest import Pipeline, read_topic, wait_for_rows
+from tests.integration.conftest import Pipeline, load_accounts, read_topic, wait_for_rows
 from tests.samples import encode, raw_message
 from tests.unit.test_tracker_support import account
 
@@ -34,17 +30,7 @@ async def test_routed_feedback_opens_cases_and_a_reference_merges_into_one(
     # The hotline caller's debt is known to the bank: a hardship case asks the planner at once.
     extract = tmp_path / "accounts.jsonl"
     extract.write_text(account("C-E2E-1").model_dump_json() + "\n", encoding="utf-8")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PARLEY_")}
-    loaded = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-m", "services.cli", "accounts", "load", str(extract)],
-        env={**env, "DATABASE_URL": database_url},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert loaded.returncode == 0, loaded.stderr
+    await load_accounts(database_url, extract)
 
     hotline = raw_message(Channel.HOTLINE, "E2E-1", customer_id="C-E2E-1")
     app = raw_message(Channel.APP, "E2E-2", customer_id="C-E2E-2")
