@@ -16,12 +16,13 @@ from typing import Any
 import asyncpg
 
 from schemas import topics
+from schemas.envelope import CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE
 from schemas.plans import PlanProposedEvent
 from schemas.routing import CaseRoutedEvent
 from services.runtime.db import transaction
 from services.runtime.deadletter import InboundMessage
 from services.runtime.errors import PermanentError
-from services.runtime.kafka import event_record
+from services.runtime.kafka import Record
 from services.runtime.metrics import counter
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
@@ -32,12 +33,15 @@ from services.tracker.logic import (
     EmitTopic,
     InboundKind,
     Incoming,
+    Outcome,
     TrackerConfig,
     World,
     peek_type,
 )
 
 log = logging.getLogger(__name__)
+
+STRUCTURED_CONTENT = STRUCTURED_CONTENT_TYPE.encode()
 
 PROCESSOR = "tracker"
 
@@ -109,13 +113,13 @@ class Tracker:
 
     async def handle(self, messages: list[InboundMessage]) -> dict[str, int]:
         # Parse first: a malformed record fails the batch before any SQL (the worker then isolates it).
-        parsed: dict[uuid.UUID, Incoming] = {}
+        parsed: dict[str, Incoming] = {}
         for message in messages:
             incoming = parse(self.kind_of(message), message.value, message)
-            parsed.setdefault(incoming.event.id, incoming)  # the same event twice in one batch counts once
+            parsed.setdefault(str(incoming.event.id), incoming)  # the same event twice in one batch counts once
         async with transaction(self.pool) as conn:
-            fresh = await store.claim(conn, [str(event_id) for event_id in parsed])
-            todo = [incoming for event_id, incoming in parsed.items() if str(event_id) in fresh]
+            fresh = await store.claim(conn, list(parsed))
+            todo = [incoming for event_id, incoming in parsed.items() if event_id in fresh]
             if not todo:
                 return {"duplicates": len(messages)}
             world = await self._load(conn, todo)
@@ -123,7 +127,7 @@ class Tracker:
             for incoming in todo:
                 batch.apply(incoming)
             outcome = batch.finish()
-            records = [event_record(self._emit_topics[e.topic], e.key, e.event) for e in outcome.emitted]
+            records = self._records(outcome)
             await store.write(conn, outcome, records)
         counts = dict(outcome.counts)
         counts["duplicates"] = len(messages) - len(todo)
@@ -135,10 +139,11 @@ class Tracker:
             case_ids.add(incoming.case_id)
             if isinstance(incoming.event, CaseRoutedEvent) and incoming.event.data.link.split_from_case_id:
                 case_ids.add(incoming.event.data.link.split_from_case_id)
-        await store.lock_case_ids(conn, sorted(case_ids))
-        cases = await store.load_cases(conn, sorted(case_ids))
+        # No need to sort ids here: the statements order what they lock.
+        await store.lock_case_ids(conn, case_ids)
+        cases = await store.load_cases(conn, list(case_ids))
         parked: dict[uuid.UUID, list[Incoming]] = {}
-        for row in await store.load_parked(conn, sorted(case_ids - cases.keys())):
+        for row in await store.load_parked(conn, list(case_ids - cases.keys())):
             parked.setdefault(row.case_id, []).append(parse(row.kind, row.value))
         everything = todo + [item for items in parked.values() for item in items]
         plan_ids = {getattr(i.event.data, "plan_id", None) for i in everything if i.kind == "agent_action"}
@@ -147,11 +152,18 @@ class Tracker:
         }
         return World(
             cases=cases,
-            plans=await store.load_plans(conn, sorted(cases)),
-            proposals=await store.load_proposals(conn, sorted(p for p in plan_ids if p is not None)),
-            accounts=await store.load_accounts(conn, sorted(r for r in customer_refs if r)),
+            plans=await store.load_plans(conn, list(cases)),
+            proposals=await store.load_proposals(conn, [p for p in plan_ids if p is not None]),
+            accounts=await store.load_accounts(conn, [r for r in customer_refs if r]),
             parked=parked,
         )
+
+    def _records(self, outcome: Outcome) -> list[Record]:
+        """What the outbox gets: each event's JSON as written once by the logic (as ``event_record`` would write it)."""
+        return [
+            Record(self._emit_topics[e.topic], e.key.encode(), e.value, [(CONTENT_TYPE_HEADER, STRUCTURED_CONTENT)])
+            for e in outcome.emitted
+        ]
 
     async def fire_due_timers(self, now: datetime) -> int:
         """Fire timers due at ``now`` (one transaction); returns how many fired."""
@@ -165,7 +177,7 @@ class Tracker:
             for timer in fired:
                 batch.fire(timer)
             outcome = batch.finish()
-            records = [event_record(self._emit_topics[e.topic], e.key, e.event) for e in outcome.emitted]
+            records = self._records(outcome)
             await store.write(conn, outcome, records)
         _count(dict(outcome.counts))
         return len(fired)

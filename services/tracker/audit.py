@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
 from typing import Any
 
 GENESIS = bytes(32)
@@ -43,8 +44,25 @@ def _jsonb_stable(value: Any) -> Any:
     return value
 
 
+def _refuse(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# One encoder built once, with json.dumps(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+# allow_nan=False)'s settings: building one per call cost as much as encoding a small payload. No circular
+# check: payloads are JSON values built from events, never cyclic.
+_C_ENCODER = (
+    c_make_encoder(None, _refuse, encode_basestring, None, ":", ",", True, False, False)
+    if c_make_encoder is not None
+    else None
+)
+_PY_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
 def _encode(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    if _C_ENCODER is None:
+        return _PY_ENCODER.encode(value)
+    return "".join(_C_ENCODER(value, 0))
 
 
 def canonical_text(value: Any) -> str:
@@ -59,8 +77,17 @@ def canonical_json(value: Any) -> bytes:
     return canonical_text(value).encode()
 
 
+_UTC_TEXTS: dict[datetime, str] = {}
+
+
 def utc_text(moment: datetime) -> str:
-    return moment.astimezone(UTC).isoformat(timespec="microseconds")
+    # A batch's rows share a few instants (an event's time is on each row it causes): convert each once.
+    text = _UTC_TEXTS.get(moment)
+    if text is None:
+        if len(_UTC_TEXTS) >= 4096:
+            _UTC_TEXTS.clear()
+        text = _UTC_TEXTS[moment] = moment.astimezone(UTC).isoformat(timespec="microseconds")
+    return text
 
 
 @dataclass(frozen=True)
@@ -85,14 +112,13 @@ class AuditRow:
 def row_content(
     case_id: uuid.UUID, seq: int, event_id: uuid.UUID, event_type: str, occurred_at: datetime, payload_text: str
 ) -> bytes:
-    header = {
-        "case_id": str(case_id),
-        "seq": seq,
-        "event_id": str(event_id),
-        "event_type": event_type,
-        "occurred_at": utc_text(occurred_at),
-    }
-    return f"{_encode(header)}\n{payload_text}".encode()
+    """The header's canonical JSON (keys sorted: case_id, event_id, event_type, occurred_at, seq), a newline,
+    the payload's. Written out rather than encoded from a dict: ids and UTC times need no escaping, and this
+    runs for every audit row."""
+    return (
+        f'{{"case_id":"{case_id}","event_id":"{event_id}","event_type":{encode_basestring(event_type)},'
+        f'"occurred_at":"{utc_text(occurred_at)}","seq":{int(seq)}}}\n{payload_text}'
+    ).encode()
 
 
 def chain_hash(prev_hash: bytes, content: bytes) -> bytes:

@@ -33,6 +33,8 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, Literal
 
+from pydantic_core import to_json
+
 from schemas import agent
 from schemas.channels import Channel, RegulatorDetails
 from schemas.envelope import CloudEvent, ReceivedCloudEvent
@@ -41,19 +43,15 @@ from schemas.routing import CaseRoutedEvent
 from schemas.tracking import (
     CaseClosed,
     CaseClosedEvent,
-    CaseMerged,
     CaseMergedEvent,
-    CaseOpened,
     CaseOpenedEvent,
     CaseReopened,
     CaseReopenedEvent,
     CaseResolved,
     CaseResolvedEvent,
-    CaseRoutedStep,
     CaseRoutedStepEvent,
     CaseSplit,
     CaseSplitEvent,
-    CaseTriagedStep,
     CaseTriagedStepEvent,
     ContactAttemptFailed,
     ContactAttemptFailedEvent,
@@ -100,17 +98,29 @@ EVENT_ID_NAMESPACE = uuid.UUID("9a3e2b71-64c5-4f08-8e1d-c27b5a90d3e4")
 S = CaseStatus
 
 
+_EVENT_ID_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
+_UUID5_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID5_SET = (5 << 76) | (0x8000 << 48)
+
+
+def _event_uuid5(name: str) -> uuid.UUID:
+    """``uuid.uuid5(EVENT_ID_NAMESPACE, name)``, without its per-call import and byte conversions (the
+    tracker mints several ids per event)."""
+    digest = hashlib.sha1(_EVENT_ID_NAMESPACE_BYTES + name.encode(), usedforsecurity=False).digest()
+    return uuid.UUID(int=(int.from_bytes(digest[:16]) & _UUID5_CLEAR) | _UUID5_SET)
+
+
 def case_id_for(feedback_id: uuid.UUID) -> uuid.UUID:
     return uuid.uuid5(CASE_ID_NAMESPACE, str(feedback_id))
 
 
 def lifecycle_event_id(case_id: uuid.UUID, name: str, sequence: int = 0) -> uuid.UUID:
-    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{case_id}:{name}:{sequence}")
+    return _event_uuid5(f"{case_id}:{name}:{sequence}")
 
 
 def caused_event_id(cause_id: uuid.UUID, name: str) -> uuid.UUID:
     """The id of the event ``name`` that the event ``cause_id`` gave rise to."""
-    return uuid.uuid5(EVENT_ID_NAMESPACE, f"{cause_id}:{name}")
+    return _event_uuid5(f"{cause_id}:{name}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -337,11 +347,34 @@ class World:
 EmitTopic = Literal["tracking", "plan_requested"]
 
 
-@dataclass(frozen=True)
 class Emitted:
-    topic: EmitTopic
-    key: str
-    event: CloudEvent[Any]
+    """An event for the outbox: its topic, key (the case id) and record value, the event's JSON as its model
+    writes it. The events every routed case brings (opened, triaged, routed, merged) are written straight from
+    their fields, without building their models; ``event`` builds the model from the value when asked."""
+
+    __slots__ = ("_event", "_model", "key", "topic", "value")
+
+    def __init__(
+        self,
+        topic: EmitTopic,
+        key: str,
+        value: bytes,
+        *,
+        event: CloudEvent[Any] | None = None,
+        model: type[CloudEvent[Any]] | None = None,
+    ) -> None:
+        self.topic = topic
+        self.key = key
+        self.value = value
+        self._event = event
+        self._model = model
+
+    @property
+    def event(self) -> CloudEvent[Any]:
+        if self._event is None:
+            assert self._model is not None
+            self._event = self._model.model_validate_json(self.value)
+        return self._event
 
 
 TimerKind = Literal["follow_up", "close"]
@@ -397,6 +430,30 @@ def audit_payload(incoming: Incoming) -> Any:
         data.pop("details", None)
         data["text_sha256"] = hashlib.sha256(text.encode()).hexdigest()
     return payload
+
+
+def _json_time(moment: datetime) -> str:
+    """A time as the event models write it (pydantic's ISO 8601, ``Z`` for UTC)."""
+    return to_json(moment)[1:-1].decode()
+
+
+def _tracking_json(
+    model: type[CloudEvent[Any]], event_id: uuid.UUID, at: datetime, subject: str, data: dict[str, Any]
+) -> dict[str, Any]:
+    """A ``case.tracking`` event as the JSON its model dumps (``model_dump(mode="json")``: fields in declaration
+    order, ids, times and enums as text). Each event on the path of every routed case (opened, triaged, routed,
+    merged) is written this way, from fields that were validated on the way in: building and dumping its model
+    twice cost more than the rest of the step. The tests check each against its model (test_tracker_support.run)."""
+    return {
+        "specversion": "1.0",
+        "id": str(event_id),
+        "source": SOURCE,
+        "type": model.model_fields["type"].default,
+        "time": _json_time(at),
+        "subject": subject,
+        "datacontenttype": "application/json",
+        "data": data,
+    }
 
 
 class Batch:
@@ -490,18 +547,31 @@ class Batch:
         return case
 
     def _record(self, case_id: uuid.UUID, event_id: uuid.UUID, event_type: str, at: datetime, payload: Any) -> None:
-        case = self._case(case_id)
+        case = self.world.cases[case_id]
         row = audit.append(case_id, case.audit_seq, case.audit_head, event_id, event_type, at, payload)
         self.outcome.audit_rows.append(row)
-        self._set(case_id, audit_seq=row.seq, audit_head=row.row_hash, updated_at=max(case.updated_at, at))
+        # What _set does, spelled out: every audit row passes here.
+        case.audit_seq = row.seq
+        case.audit_head = row.row_hash
+        if at > case.updated_at:
+            case.updated_at = at
+        if case_id not in self._opened_here:
+            self.outcome.changed_cases.add(case_id)
 
     def _record_incoming(self, case_id: uuid.UUID, incoming: Incoming) -> None:
         event = incoming.event
         self._record(case_id, event.id, event.type, event.time, audit_payload(incoming))
 
     def _emit(self, case_id: uuid.UUID, event: CloudEvent[Any], topic: EmitTopic = "tracking") -> None:
-        self.outcome.emitted.append(Emitted(topic, str(case_id), event))
+        self.outcome.emitted.append(Emitted(topic, str(case_id), event.to_json_bytes(), event=event))
         self._record(case_id, event.id, event.type, event.time, event.model_dump(mode="json"))
+
+    def _emit_json(
+        self, case_id: uuid.UUID, model: type[CloudEvent[Any]], event_id: uuid.UUID, at: datetime, body: dict[str, Any]
+    ) -> None:
+        """Emit an event given as its JSON value (``_tracking_json``): what ``_emit`` does with the model built."""
+        self.outcome.emitted.append(Emitted("tracking", body["subject"], to_json(body), model=model))
+        self._record(case_id, event_id, body["type"], at, body)
 
     def _reject(self, case: CaseState, incoming: Incoming, reason: str) -> None:
         event = incoming.event
@@ -586,40 +656,49 @@ class Batch:
         self.outcome.counts["opened"] += 1
         self._record_incoming(case_id, incoming)
         subject = str(case_id)
-        self._emit(
+        jurisdiction = self.config.jurisdiction
+        opened_id = lifecycle_event_id(case_id, "opened")
+        self._emit_json(
             case_id,
-            CaseOpenedEvent(
-                id=lifecycle_event_id(case_id, "opened"),
-                source=SOURCE,
-                time=opened_at,
-                subject=subject,
-                data=CaseOpened(
-                    case_id=case_id,
-                    status=S.OPENED,
-                    customer_ref=data.customer_ref,
-                    channel=data.channel,
-                    feedback_id=data.feedback_id,
-                    opened_at=opened_at,
-                    jurisdiction=self.config.jurisdiction,
-                    regulator_deadline=regulator_deadline,
-                ),
+            CaseOpenedEvent,
+            opened_id,
+            opened_at,
+            _tracking_json(
+                CaseOpenedEvent,
+                opened_id,
+                opened_at,
+                subject,
+                {
+                    "case_id": subject,
+                    "status": S.OPENED._value_,
+                    "customer_ref": data.customer_ref,
+                    "channel": data.channel._value_,
+                    "feedback_id": str(data.feedback_id),
+                    "opened_at": _json_time(opened_at),
+                    "jurisdiction": jurisdiction._value_,
+                    "regulator_deadline": _json_time(regulator_deadline) if regulator_deadline is not None else None,
+                },
             ),
         )
         self._set(case_id, status=S.TRIAGED)
-        self._emit(
+        triaged_id = lifecycle_event_id(case_id, "triaged")
+        self._emit_json(
             case_id,
-            CaseTriagedStepEvent(
-                id=lifecycle_event_id(case_id, "triaged"),
-                source=SOURCE,
-                time=data.routed_at,
-                subject=subject,
-                data=CaseTriagedStep(
-                    case_id=case_id,
-                    status=S.TRIAGED,
-                    category=data.category,
-                    priority=data.priority,
-                    flags=list(data.flags),
-                ),
+            CaseTriagedStepEvent,
+            triaged_id,
+            data.routed_at,
+            _tracking_json(
+                CaseTriagedStepEvent,
+                triaged_id,
+                data.routed_at,
+                subject,
+                {
+                    "case_id": subject,
+                    "status": S.TRIAGED._value_,
+                    "category": data.category._value_,
+                    "priority": data.priority._value_,
+                    "flags": [flag._value_ for flag in data.flags],
+                },
             ),
         )
         self._set(case_id, status=S.ROUTED)
@@ -637,22 +716,28 @@ class Batch:
         escalation_level: int,
         lane: Literal["primary", "public_opinion"] = "primary",
     ) -> None:
-        self._emit(
+        event_id = caused_event_id(cause.id, "routed")
+        at = cause.data.routed_at if isinstance(cause, CaseRoutedEvent) else cause.time
+        subject = str(case.case_id)
+        self._emit_json(
             case.case_id,
-            CaseRoutedStepEvent(
-                id=caused_event_id(cause.id, "routed"),
-                source=SOURCE,
-                time=cause.data.routed_at if isinstance(cause, CaseRoutedEvent) else cause.time,
-                subject=str(case.case_id),
-                data=CaseRoutedStep(
-                    case_id=case.case_id,
-                    status=case.status,
-                    queue=queue,
+            CaseRoutedStepEvent,
+            event_id,
+            at,
+            _tracking_json(
+                CaseRoutedStepEvent,
+                event_id,
+                at,
+                subject,
+                {
+                    "case_id": subject,
+                    "status": case.status._value_,
+                    "queue": queue._value_,
                     # Cases recorded before routing existed have no priority; P3 is the routine default.
-                    priority=case.priority or Priority.P3,
-                    escalation_level=escalation_level,
-                    lane=lane,
-                ),
+                    "priority": (case.priority or Priority.P3)._value_,
+                    "escalation_level": escalation_level,
+                    "lane": lane,
+                },
             ),
         )
 
@@ -748,21 +833,27 @@ class Batch:
         )
         self.outcome.feedback_added.append((case.case_id, data.feedback_id, event.time))
         basis = data.link.match_basis or ("customer_token" if data.customer_ref else "explicit_reference")
-        self._emit(
+        merged_id = caused_event_id(event.id, "merged")
+        at = data.received_at or event.time
+        subject = str(case.case_id)
+        self._emit_json(
             case.case_id,
-            CaseMergedEvent(
-                id=caused_event_id(event.id, "merged"),
-                source=SOURCE,
-                time=data.received_at or event.time,
-                subject=str(case.case_id),
-                data=CaseMerged(
-                    case_id=case.case_id,
-                    status=case.status,
-                    feedback_id=data.feedback_id,
-                    channel=data.channel,
-                    match_basis=basis,
-                    new_facts=data.link.new_facts,
-                ),
+            CaseMergedEvent,
+            merged_id,
+            at,
+            _tracking_json(
+                CaseMergedEvent,
+                merged_id,
+                at,
+                subject,
+                {
+                    "case_id": subject,
+                    "status": case.status._value_,
+                    "feedback_id": str(data.feedback_id),
+                    "channel": data.channel._value_,
+                    "match_basis": basis,
+                    "new_facts": data.link.new_facts,
+                },
             ),
         )
         self.outcome.counts["merged"] += 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import copy
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 from schemas.values import CaseStatus, Jurisdiction, Queue
 from services.tracker.audit import utc_text
@@ -28,7 +28,9 @@ from tests.unit.test_tracker_support import (
     account,
     action,
     an_id,
+    as_models_write_it,
     emitted_of,
+    ids,
     routed,
     run,
     tracking_types,
@@ -82,6 +84,26 @@ def test_a_new_case_is_opened_triaged_and_routed() -> None:
     assert [row.seq for row in outcome.audit_rows] == [1, 2, 3, 4]
     assert case.audit_seq == 4
     assert case.audit_head == outcome.audit_rows[-1].row_hash
+
+
+def test_the_events_of_every_routed_case_are_written_as_their_models_write_them() -> None:
+    """Opened, triaged, routed and merged are written from their fields (run() compares each with its model):
+    times in other offsets and with microseconds, no customer, several flags or none, a regulator's deadline."""
+    shanghai = timezone(timedelta(hours=8))
+    at = datetime(2026, 11, 22, 9, 12, 7, 123456, tzinfo=shanghai)
+    world = World()
+    first, second, third = ids("written-as-models", 3)
+    run(
+        world,
+        routed(first, at=at, received_at=at - timedelta(seconds=1), customer_ref=None, flags=[], regulator=True),
+        routed(second, at=at, flags=["legal_threat", "vulnerable"], escalation_level=2, queue="senior_complaints"),
+    )
+    outcome = run(
+        world,
+        routed(third, kind="merged", case_id=case_id_for(second), at=at, match_basis="customer_token"),
+        routed(second, at=at + timedelta(minutes=1), queue="public_opinion", lane="public_opinion"),
+    )
+    assert tracking_types(outcome) == ["tracking.merged", "tracking.routed"]
 
 
 def test_without_received_at_the_case_starts_at_the_event_time() -> None:
@@ -305,7 +327,7 @@ def test_resolution_arms_the_follow_up_which_arms_the_close() -> None:
 
     batch = Batch(world, CONFIG)
     batch.fire(DueTimer(case_id, "follow_up", due))
-    fired = batch.finish()
+    fired = as_models_write_it(batch.finish())
     (request,) = emitted_of(fired, "tracking.follow_up_requested")
     assert request.time == due, "the request's time is the due time, not when the poller ran"
     assert request.data.resolved_at == resolved_at
@@ -322,7 +344,7 @@ def test_resolution_arms_the_follow_up_which_arms_the_close() -> None:
 
     batch = Batch(world, CONFIG)
     batch.fire(DueTimer(case_id, "close", done_at + CONFIG.close_after))
-    closed = batch.finish()
+    closed = as_models_write_it(batch.finish())
     (event,) = emitted_of(closed, "tracking.closed")
     assert event.data.reason == "closed after the follow-up"
     assert world.cases[case_id].status is CaseStatus.CLOSED
@@ -335,7 +357,7 @@ def test_firing_a_timer_twice_emits_the_same_event() -> None:
     first, second = Batch(world, CONFIG), Batch(World(cases=copy.deepcopy(world.cases)), CONFIG)
     first.fire(DueTimer(case_id, "follow_up", due))
     second.fire(DueTimer(case_id, "follow_up", due))
-    assert first.finish().emitted[0].event == second.finish().emitted[0].event
+    assert as_models_write_it(first.finish()).emitted[0].event == second.finish().emitted[0].event
 
 
 def test_a_stale_timer_on_a_reopened_case_does_nothing() -> None:
@@ -345,7 +367,7 @@ def test_a_stale_timer_on_a_reopened_case_does_nothing() -> None:
     assert reopened.timers == {(case_id, "follow_up"): None, (case_id, "close"): None}
     batch = Batch(world, CONFIG)
     batch.fire(DueTimer(case_id, "follow_up", T0 + CONFIG.follow_up_after))
-    outcome = batch.finish()
+    outcome = as_models_write_it(batch.finish())
     assert outcome.emitted == []
     assert outcome.timers == {(case_id, "follow_up"): None}
 
@@ -355,7 +377,7 @@ def test_an_unanswered_follow_up_still_closes_the_case() -> None:
     run(world, action("resolved", case_id, T0, resolution="refunded"))
     batch = Batch(world, CONFIG)
     batch.fire(DueTimer(case_id, "close", T0 + timedelta(days=30)))
-    (event,) = emitted_of(batch.finish(), "tracking.closed")
+    (event,) = emitted_of(as_models_write_it(batch.finish()), "tracking.closed")
     assert event.data.reason == "closed: no follow-up answer in the configured time"
 
 

@@ -75,6 +75,7 @@ def routed(
     regulator: bool = False,
     event_id: uuid.UUID | None = None,
     lane: str = "primary",
+    flags: list[str] | None = None,
     **link: Any,
 ) -> Incoming:
     body = json.loads(json.dumps(_ROUTED))
@@ -96,6 +97,8 @@ def routed(
     )
     if received_at is not None:
         data["received_at"] = received_at.isoformat()
+    if flags is not None:
+        data["flags"] = flags
     if regulator:
         data["channel"] = "regulator"
         data["details"] = dict(_REGULATOR_DETAILS)
@@ -243,7 +246,21 @@ def run(world: World, *incomings: Incoming, config: TrackerConfig = CONFIG) -> O
     batch = Batch(world, config)
     for incoming in incomings:
         batch.apply(incoming)
-    return batch.finish()
+    return as_models_write_it(batch.finish())
+
+
+def as_models_write_it(outcome: Outcome) -> Outcome:
+    """Each emitted event's record value, and its audit row, are exactly what its model writes: the logic writes
+    the events on every routed case's path from their fields, without the model."""
+    rows = {row.event_id: row for row in outcome.audit_rows}
+    for emitted in outcome.emitted:
+        event = emitted.event
+        assert type(event).model_validate_json(emitted.value) == event
+        assert emitted.value == event.to_json_bytes(), f"{event.type}: the record differs from the model's JSON"
+        row = rows[event.id]
+        assert row.payload == event.model_dump(mode="json"), f"{event.type}: the audit payload differs"
+        assert (row.event_type, row.occurred_at) == (event.type, event.time)
+    return outcome
 
 
 def tracking_types(outcome: Outcome) -> list[str]:
