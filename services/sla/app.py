@@ -23,12 +23,12 @@ from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 from schemas import topics
 from schemas.agent import ClockExtendedEvent, ClockPausedEvent, ClockResumedEvent
 from schemas.base import ConsumedModel
-from schemas.envelope import CloudEventAttributes
+from schemas.envelope import CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE, CloudEventAttributes
 from schemas.tracking import CaseMergedEvent, CaseOpenedEvent, CaseRoutedStepEvent, CaseTriagedStepEvent
 from services.runtime import metrics
 from services.runtime.deadletter import InboundMessage
 from services.runtime.errors import ConfigurationError, PermanentError
-from services.runtime.kafka import Record, event_record
+from services.runtime.kafka import Record
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
 from services.sla import logic, store
@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 PROCESSOR = "sla"
 FACT_TRIGGERS = frozenset({logic.OPENED, logic.TRIAGED, logic.ROUTED, logic.PAUSE, logic.RESUME, logic.EXTEND})
 RETRY_BROKEN_CLOCK_AFTER = timedelta(minutes=1)
+ALERT_HEADERS = ((CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE.encode()),)
+"""What ``event_record`` puts on a record: a CloudEvent in structured mode."""
 
 
 class _Envelope(ConsumedModel, CloudEventAttributes):
@@ -237,7 +239,14 @@ class SlaEngine:
         self.reader = reader_for(self.wanted)
 
     def records(self, alerts: list[Alert]) -> list[Record]:
-        return [event_record(self.alerts_topic, str(alert.data.case_id), alert) for alert in alerts]
+        """``event_record`` of each alert, keyed by its case, serialised straight to bytes (not text, then bytes)."""
+        topic, headers = self.alerts_topic, ALERT_HEADERS
+        return [
+            Record(
+                topic, str(alert.data.case_id).encode(), type(alert).__pydantic_serializer__.to_json(alert), [*headers]
+            )
+            for alert in alerts
+        ]
 
     async def handle(self, messages: list[InboundMessage]) -> BatchResult:
         events = [e for e in map(self.reader.read, messages) if e is not None]
@@ -245,31 +254,37 @@ class SlaEngine:
         if not events:
             return result
         async with store.unit_of_work(self.app.pool) as work:
-            fresh = await work.claim([e.event_id for e in events])
-            events = [e for e in events if str(e.event_id) in fresh]
+            keys = [str(e.event_id) for e in events]
+            fresh = await work.claim_and_lock(keys, [e.case_id for e in events])
+            events = [e for e, key in zip(events, keys, strict=True) if key in fresh]
             if not events:
                 return result
-            case_ids = {e.case_id for e in events}
-            await work.lock_cases(case_ids)
-            facts: dict[uuid.UUID, CaseFacts] = await work.load_facts(case_ids)
+            facts, found = await work.load({e.case_id for e in events})
             clocks: dict[uuid.UUID, dict[Any, ClockState]] = {
-                case_id: {c.key: c for c in found} for case_id, found in (await work.load_clocks(case_ids)).items()
+                case_id: {c.key: c for c in runs} for case_id, runs in found.items()
             }
             changed_facts: dict[uuid.UUID, CaseFacts] = {}
             changed_clocks: dict[Any, ClockState] = {}
             journal: list[logic.JournalEntry] = []
+            alerts = result.alerts
+            book = self.book
             for event in events:
-                case_clocks = clocks.setdefault(event.case_id, {})
+                case_id = event.case_id
+                case_clocks = clocks.get(case_id)
+                if case_clocks is None:
+                    case_clocks = clocks[case_id] = {}
+                known = facts.get(case_id)
                 try:
-                    outcome = logic.on_event(facts.get(event.case_id), list(case_clocks.values()), event, self.book)
+                    outcome = logic.on_event(known, list(case_clocks.values()), event, book)
                 except CalendarDataMissingError as exc:
                     raise PermanentError("calendar_data_missing", str(exc)) from exc
-                if outcome.facts != facts.get(event.case_id):
-                    facts[event.case_id] = changed_facts[event.case_id] = outcome.facts
-                case_clocks.update(outcome.clocks)
-                changed_clocks.update(outcome.clocks)
+                if outcome.facts is not known and outcome.facts != known:
+                    facts[case_id] = changed_facts[case_id] = outcome.facts
+                if outcome.clocks:
+                    case_clocks.update(outcome.clocks)
+                    changed_clocks.update(outcome.clocks)
                 journal.extend(outcome.journal)
-                result.alerts.extend(outcome.alerts)
+                alerts.extend(outcome.alerts)
             await work.save(changed_facts.values(), changed_clocks.values(), journal, self.records(result.alerts))
         result.events = len(events)
         return result

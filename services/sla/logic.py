@@ -480,8 +480,24 @@ def _human(delta: timedelta) -> str:
 
 
 def started_alert(book: PolicyBook, clock: ClockState, at: datetime) -> Alert:
-    data = ClockStarted(**_common(clock, "started", at), started_at=clock.started_at, calendar=clock.calendar)
-    return _envelope(ClockStartedEvent, clock, at, data)
+    # _common and _envelope written out: one of these for every clock, the most frequent alert by far.
+    subject = str(clock.case_id)
+    dedup_key = f"{subject}/{clock.clock.value}/{clock.cycle}/started"
+    deadline = clock.deadline
+    data = ClockStarted(
+        case_id=clock.case_id,
+        clock=clock.clock,
+        policy_id=clock.policy_id,
+        policy_version=clock.policy_version,
+        cycle=clock.cycle,
+        deadline=deadline,
+        dedup_key=dedup_key,
+        remaining_seconds=_seconds(deadline - at),
+        overdue_seconds=_seconds(at - deadline),
+        started_at=clock.started_at,
+        calendar=clock.calendar,
+    )
+    return ClockStartedEvent(id=_alert_id_text(dedup_key), source=SOURCE, time=at, subject=subject, data=data)
 
 
 # ---- consumed events ----

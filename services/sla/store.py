@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import asyncpg
 
 from schemas.values import ClockName
-from services.runtime.db import OUTBOX_CHANNEL, add_to_outbox, claim_messages, headers_to_json, transaction
+from services.runtime.db import OUTBOX_CHANNEL, add_to_outbox, headers_to_json, transaction
 from services.runtime.errors import ConfigurationError
 from services.runtime.kafka import Record
 from services.sla.calendar import Unit
@@ -36,6 +36,10 @@ OUTBOX_SOURCE = "sla"
 CLOCK_COLUMNS = (
     "case_id, clock, cycle, policy_id, policy_version, calendar, status, started_at, deadline, priority, queue, "
     "extensions, regulator_deadline, pauses::text AS pauses, fired, next_due_at, stopped_at"
+)
+CLOCK_NAMES = (
+    "case_id, clock, cycle, policy_id, policy_version, calendar, status, started_at, deadline, priority, queue, "
+    "extensions, regulator_deadline, pauses, fired, next_due_at, stopped_at"
 )
 
 
@@ -155,6 +159,39 @@ def clock_row(clock: ClockState) -> tuple[Any, ...]:
         clock.next_due_at,
         clock.stopped_at,
     )
+
+
+# Claims first (the sort in ``locks`` reads every claimed row), then the cases' locks in key order: the same
+# order as claim_messages followed by a lock statement, in one round trip.
+_CLAIM_AND_LOCK = """
+WITH claimed AS (
+    INSERT INTO processed_messages (consumer, message_key)
+    SELECT $1, key FROM unnest($2::text[]) AS key
+    ON CONFLICT DO NOTHING RETURNING message_key
+), locks AS (
+    SELECT pg_advisory_xact_lock(ordered.k) FROM (
+        SELECT DISTINCT e.k FROM unnest($2::text[], $3::bigint[]) AS e(key, k)
+        JOIN claimed ON claimed.message_key = e.key
+        ORDER BY e.k
+    ) AS ordered
+)
+SELECT message_key FROM claimed WHERE (SELECT count(*) FROM locks) >= 0
+"""
+
+# After the locks (a statement of its own: its snapshot must see what the locks' last holders committed).
+_LOAD = f"""
+WITH locked AS (
+    SELECT {CLOCK_COLUMNS} FROM sla.clocks WHERE case_id = ANY($1::uuid[]) ORDER BY case_id, clock, cycle FOR UPDATE
+)
+SELECT false AS is_facts, {CLOCK_NAMES}, NULL::timestamptz AS opened_at, NULL::text AS channel,
+       NULL::text AS jurisdiction, NULL::text AS category, NULL::text AS parked
+FROM locked
+UNION ALL
+SELECT true, case_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, priority, queue, NULL, regulator_deadline,
+       NULL, NULL, NULL, NULL, opened_at, channel, jurisdiction, category, parked::text
+FROM sla.cases WHERE case_id = ANY($1::uuid[])
+ORDER BY is_facts, case_id, clock, cycle
+"""
 
 
 def _fact_row(facts: CaseFacts) -> tuple[Any, ...]:
@@ -287,42 +324,38 @@ class SlaStore:
     def __init__(self, conn: DbConnection) -> None:
         self.conn = conn
 
-    async def claim(self, event_ids: Sequence[uuid.UUID]) -> set[str]:
-        """Record the events as handled; returns the ids not handled before."""
+    async def claim_and_lock(self, event_ids: Sequence[str], case_ids: Sequence[uuid.UUID]) -> set[str]:
+        """Record the events (their ids, with each one's case) as handled, then lock the cases of those not handled
+        before, in a fixed order (no deadlock), to serialise work on a case across workers and agents; returns the
+        ids not handled before. One statement: every claim is made before the first lock is taken, as in two."""
         if not event_ids:
             return set()
-        return await claim_messages(self.conn, CONSUMER, [str(i) for i in event_ids])
+        rows = await self.conn.fetch(_CLAIM_AND_LOCK, CONSUMER, event_ids, [_lock_key(c) for c in case_ids])
+        return {row[0] for row in rows}
 
-    async def lock_cases(self, case_ids: Iterable[uuid.UUID]) -> None:
-        """Serialise work on the same case across workers and agents (in a fixed order: no deadlock)."""
-        keys = sorted({_lock_key(case_id) for case_id in case_ids})
-        if keys:
-            await self.conn.execute(
-                "SELECT pg_advisory_xact_lock(k) FROM (SELECT unnest($1::bigint[]) AS k ORDER BY 1) AS ordered",
-                keys,
-            )
-
-    async def load_facts(self, case_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, CaseFacts]:
-        rows = await self.conn.fetch(
-            """SELECT case_id, opened_at, channel, jurisdiction, category, priority, queue, regulator_deadline,
-                      parked::text AS parked
-               FROM sla.cases WHERE case_id = ANY($1::uuid[])""",
-            list(set(case_ids)),
-        )
-        return {
-            row["case_id"]: CaseFacts(**{**dict(row), "parked": _parked(row["parked"], row["case_id"])}) for row in rows
-        }
-
-    async def load_clocks(self, case_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[ClockState]]:
-        rows = await self.conn.fetch(
-            f"""SELECT {CLOCK_COLUMNS} FROM sla.clocks WHERE case_id = ANY($1::uuid[])
-                ORDER BY case_id, clock, cycle FOR UPDATE""",
-            list(set(case_ids)),
-        )
-        found: dict[uuid.UUID, list[ClockState]] = defaultdict(list)
-        for row in rows:
-            found[row["case_id"]].append(clock_from_row(row))
-        return found
+    async def load(
+        self, case_ids: Iterable[uuid.UUID]
+    ) -> tuple[dict[uuid.UUID, CaseFacts], dict[uuid.UUID, list[ClockState]]]:
+        """The cases' facts, and their clocks (locked, by clock and run), in one statement."""
+        facts: dict[uuid.UUID, CaseFacts] = {}
+        clocks: dict[uuid.UUID, list[ClockState]] = defaultdict(list)
+        for row in await self.conn.fetch(_LOAD, list(set(case_ids))):
+            case_id = row["case_id"]
+            if row["is_facts"]:
+                facts[case_id] = CaseFacts(
+                    case_id=case_id,
+                    opened_at=row["opened_at"],
+                    channel=row["channel"],
+                    jurisdiction=row["jurisdiction"],
+                    category=row["category"],
+                    priority=row["priority"],
+                    queue=row["queue"],
+                    regulator_deadline=row["regulator_deadline"],
+                    parked=_parked(row["parked"], case_id),
+                )
+            else:
+                clocks[case_id].append(clock_from_row(row))
+        return facts, clocks
 
     async def queue_alerts(self, records: list[Record]) -> None:
         await add_to_outbox(self.conn, OUTBOX_SOURCE, records)

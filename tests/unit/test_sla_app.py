@@ -205,3 +205,24 @@ def test_reading_a_record_in_one_pass_gives_what_reading_it_step_by_step_gives(w
             rejected += isinstance(one_pass, tuple)
     assert compared > 1000
     assert 0 < rejected < compared
+
+
+def test_the_alerts_records_are_what_event_record_makes_of_them() -> None:
+    """The engine serialises its alerts straight to bytes: the records must be the runtime's, byte for byte."""
+    from services.runtime.kafka import event_record
+
+    book = load_policy_book(PRESETS)
+    engine = SlaEngine(app=None, book=book, settings=Settings())  # type: ignore[arg-type]
+    opened, triaged = example("tracking.opened"), example("tracking.triaged")
+    opened["data"]["jurisdiction"] = "CN"
+    facts = logic.on_event(None, [], _read(opened, engine.wanted), book).facts
+    alerts = logic.on_event(facts, [], _read(triaged, engine.wanted), book).alerts
+    assert len(alerts) >= 2
+    expected = [event_record(engine.alerts_topic, str(a.data.case_id), a) for a in alerts]
+    assert engine.records(alerts) == expected
+
+
+def _read(document: dict[str, Any], wanted: frozenset[str]) -> SlaEvent:
+    read = to_sla_event(message(document), wanted)
+    assert read is not None
+    return read
