@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
-from typing import Any
+from typing import Any, NamedTuple
 
 GENESIS = bytes(32)
 
@@ -90,9 +90,9 @@ def utc_text(moment: datetime) -> str:
     return text
 
 
-@dataclass(frozen=True)
-class AuditRow:
-    """One row of ``case_events`` as the chain sees it."""
+class AuditRow(NamedTuple):
+    """One row of ``case_events`` as the chain sees it (a named tuple: a batch makes one per row, and a frozen
+    dataclass cost several times as much to build)."""
 
     case_id: uuid.UUID
     seq: int
@@ -110,7 +110,12 @@ class AuditRow:
 
 
 def row_content(
-    case_id: uuid.UUID, seq: int, event_id: uuid.UUID, event_type: str, occurred_at: datetime, payload_text: str
+    case_id: uuid.UUID | str,
+    seq: int,
+    event_id: uuid.UUID | str,
+    event_type: str,
+    occurred_at: datetime,
+    payload_text: str,
 ) -> bytes:
     """The header's canonical JSON (keys sorted: case_id, event_id, event_type, occurred_at, seq), a newline,
     the payload's. Written out rather than encoded from a dict: ids and UTC times need no escaping, and this
@@ -133,12 +138,17 @@ def append(
     event_type: str,
     occurred_at: datetime,
     payload: Any,
+    *,
+    case_text: str | None = None,
+    event_text: str | None = None,
 ) -> AuditRow:
-    """The next row of a case whose chain ends at (head_seq, head_hash)."""
+    """The next row of a case whose chain ends at (head_seq, head_hash); ``case_text`` and ``event_text`` are the
+    ids as text when the caller has them already."""
     prev = head_hash if head_hash is not None else GENESIS
     seq = head_seq + 1
     text = canonical_text(payload)
-    row_hash = chain_hash(prev, row_content(case_id, seq, event_id, event_type, occurred_at, text))
+    content = row_content(case_text or case_id, seq, event_text or event_id, event_type, occurred_at, text)
+    row_hash = chain_hash(prev, content)
     return AuditRow(case_id, seq, event_id, event_type, occurred_at, text, prev, row_hash)
 
 

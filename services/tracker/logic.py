@@ -546,9 +546,28 @@ class Batch:
             self.outcome.changed_cases.add(case_id)  # a case opened in this batch is inserted as it ends up
         return case
 
-    def _record(self, case_id: uuid.UUID, event_id: uuid.UUID, event_type: str, at: datetime, payload: Any) -> None:
+    def _record(
+        self,
+        case_id: uuid.UUID,
+        event_id: uuid.UUID,
+        event_type: str,
+        at: datetime,
+        payload: Any,
+        ids_text: tuple[str, str] | None = None,
+    ) -> None:
         case = self.world.cases[case_id]
-        row = audit.append(case_id, case.audit_seq, case.audit_head, event_id, event_type, at, payload)
+        case_text, event_text = ids_text or (None, None)
+        row = audit.append(
+            case_id,
+            case.audit_seq,
+            case.audit_head,
+            event_id,
+            event_type,
+            at,
+            payload,
+            case_text=case_text,
+            event_text=event_text,
+        )
         self.outcome.audit_rows.append(row)
         # What _set does, spelled out: every audit row passes here.
         case.audit_seq = row.seq
@@ -571,7 +590,7 @@ class Batch:
     ) -> None:
         """Emit an event given as its JSON value (``_tracking_json``): what ``_emit`` does with the model built."""
         self.outcome.emitted.append(Emitted("tracking", body["subject"], to_json(body), model=model))
-        self._record(case_id, event_id, body["type"], at, body)
+        self._record(case_id, event_id, body["type"], at, body, (body["subject"], body["id"]))
 
     def _reject(self, case: CaseState, incoming: Incoming, reason: str) -> None:
         event = incoming.event

@@ -26,6 +26,7 @@ from schemas.plans import (
 from schemas.routing import CaseRoutedEvent
 from schemas.values import CaseStatus, Money, PlanKind
 from services.tracker.accounts import AccountSnapshot
+from services.tracker.audit import canonical_text, chain_hash, row_content
 from services.tracker.logic import (
     AGENT_EVENT_MODELS,
     Batch,
@@ -252,6 +253,10 @@ def run(world: World, *incomings: Incoming, config: TrackerConfig = CONFIG) -> O
 def as_models_write_it(outcome: Outcome) -> Outcome:
     """Each emitted event's record value, and its audit row, are exactly what its model writes: the logic writes
     the events on every routed case's path from their fields, without the model."""
+    for row in outcome.audit_rows:
+        content = row_content(row.case_id, row.seq, row.event_id, row.event_type, row.occurred_at, row.payload_text)
+        assert row.row_hash == chain_hash(row.prev_hash, content), f"{row.event_type}: the row's hash does not verify"
+        assert row.payload_text == canonical_text(row.payload)
     rows = {row.event_id: row for row in outcome.audit_rows}
     for emitted in outcome.emitted:
         event = emitted.event
