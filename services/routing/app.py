@@ -124,15 +124,25 @@ class _Heap:
     frozen = False
 
 
+YOUNG_COLLECTION_THRESHOLD = 10_000
+
+
 def freeze_heap_once() -> None:
-    """Move what is alive once the worker handles its first batch (modules, the app, clients: about 100,000
-    objects) out of the cycle collector's way. Each batch leaves objects that age into the oldest generation,
-    and every full collection walked all of those again: tens of microseconds per event. They live as long as
-    the process; garbage they become later is still freed by reference counting."""
+    """Tune the cycle collector for batches, once, when the worker handles its first one.
+
+    What is alive then (modules, the app, clients: about 100,000 objects) is frozen out of its way: each batch
+    leaves objects that age into the oldest generation, and every full collection walked all of those again,
+    tens of microseconds per event. They live as long as the process; garbage they become later is still freed
+    by reference counting. A batch allocates tens of thousands of short-lived objects: at the default
+    threshold (700) the young generation was collected ~80 times per 1,000 events, walking the batch's live
+    state each time (~11 µs per event); at 10,000 most of it is freed before a collection sees it (~2 µs).
+    """
     if not _Heap.frozen:
         _Heap.frozen = True
         gc.collect()
         gc.freeze()
+        _, older, oldest = gc.get_threshold()
+        gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
 
 
 @dataclass(frozen=True)
