@@ -15,6 +15,8 @@ from datetime import datetime
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
+
 from schemas.triage import CaseTriaged
 from schemas.values import Category, Flag, Priority, Queue
 from services.routing.logic import (
@@ -246,17 +248,21 @@ async def claim_and_load(
             state.keys[key_row["key"]] = (key_row["case_id"], key_row["feedback_id"])
         case_ids.update(case_id for case_id, _ in state.keys.values())
         case_ids.update(record.case_id for record in state.feedback.values())
-    row = await conn.fetchrow(
-        CLAIM_AND_LOAD_LZ4 if lz4 else CLAIM_AND_LOAD,
-        CONSUMER,
-        event_ids,
-        sorted(wanted.keys),
-        _in_order(case_ids),
-        sorted(wanted.customer_refs),
-        sorted(wanted.post_keys),
-        list(wanted.triaged_ids),
-        sorted(wanted.rate_scopes),
-    )
+    try:
+        row = await conn.fetchrow(
+            CLAIM_AND_LOAD_LZ4 if lz4 else CLAIM_AND_LOAD,
+            CONSUMER,
+            event_ids,
+            sorted(wanted.keys),
+            _in_order(case_ids),
+            sorted(wanted.customer_refs),
+            sorted(wanted.post_keys),
+            list(wanted.triaged_ids),
+            sorted(wanted.rate_scopes),
+        )
+    except asyncpg.exceptions.OutdatedSchemaCacheError as exc:
+        # A migration changed a table's row type under this connection's decoders (asyncpg has dropped them).
+        raise RetryableError("a routing table changed under the cached row types") from exc
     assert row is not None  # a SELECT without FROM: always one row
     for key in row["keys"]:
         state.keys[key["key"]] = (key["case_id"], key["feedback_id"])

@@ -40,6 +40,7 @@ from services.routing.logic import case_id_for
 from services.routing.rules import PROJECT_ROOT, load_rules
 from services.runtime.db import connect_pool
 from services.runtime.deadletter import InboundMessage
+from services.runtime.errors import RetryableError
 from services.runtime.settings import DEVELOPMENT_PII_KEY, Settings
 from tests.integration.conftest import Pipeline, wait_for_rows
 from tests.unit.test_routing_samples import app, feedback_id, hotline, regulator, social, triaged, triaged_event
@@ -467,5 +468,30 @@ async def test_a_batch_in_one_transaction_stores_each_triage_as_it_came_and_a_re
         assert {
             row["queue"]: row["waiting"] for row in await pool.fetch("SELECT queue, waiting FROM routing.queues")
         } == queues
+    finally:
+        await pool.close()
+
+
+async def test_a_routing_table_changed_under_a_running_worker_makes_the_batch_retry_not_fail(
+    database_url: str, tmp_path: Path
+) -> None:
+    """Rows come back as table-typed records; a migration that changes a table while the worker runs leaves
+    its decoders stale: that batch is retried (and then succeeds), never dead-lettered as a bug."""
+    settings = Settings()
+    pool = await connect_pool(database_url, min_size=1, max_size=1)
+    try:
+        router = Router(pool, settings, load_rules(rules_file(tmp_path)))
+        topic = settings.topic(topics.CASE_TRIAGED)
+
+        def message(data: CaseTriaged, offset: int) -> InboundMessage:
+            return InboundMessage(topic, 0, offset, b"k", triaged_event(data).to_json_bytes(), [])
+
+        await router.handle([message(triaged("first", customer="C1", details=hotline()), 0)])
+        await pool.execute("ALTER TABLE routing.cases ADD COLUMN note text")
+        follow_up = [message(triaged("follow-up", customer="C1", details=app()), 1)]
+        with pytest.raises(RetryableError):
+            await router.handle(follow_up)
+        counts = await router.handle(follow_up)
+        assert counts["routed_merged"] == 1
     finally:
         await pool.close()
