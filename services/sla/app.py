@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, reduce
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
@@ -88,6 +89,21 @@ class EventReader:
         choices = [Annotated[model, Tag(trigger)] for trigger, model in _MODELS.items()]
         one_of: Any = Annotated[Union[(*choices, Annotated[_Envelope, Tag(_ENVELOPE_TAG)])], Discriminator(self._tag)]
         self._adapter: TypeAdapter[Any] = TypeAdapter(one_of)
+        # The common case first, without calling back into Python: the exact (v1) type of a model the engine wants,
+        # told apart by the type field; anything else (another version, another type, a broken record) falls back.
+        wanted_models = [model for trigger, model in _MODELS.items() if trigger in wanted]
+        self._triggers = {
+            model.model_fields["type"].default: trigger_of(model.model_fields["type"].default)
+            for model in wanted_models
+        }
+        exact: Any = (
+            Annotated[reduce(operator.or_, wanted_models), Discriminator("type")]
+            if len(wanted_models) > 1
+            else wanted_models[0]
+            if wanted_models
+            else None
+        )
+        self._exact: TypeAdapter[Any] | None = TypeAdapter(exact) if exact is not None else None
 
     def _tag(self, value: Any) -> str:
         event_type = value.get("type") if isinstance(value, dict) else None
@@ -103,6 +119,13 @@ class EventReader:
 
     def read(self, message: InboundMessage) -> SlaEvent | None:
         """The consumed record as the engine sees it; None when no clock cares about its type."""
+        if self._exact is not None:
+            try:
+                parsed = self._exact.validate_json(message.value)
+            except ValidationError:
+                pass
+            else:
+                return _event_of(parsed, self._triggers[parsed.type])
         try:
             parsed = self._adapter.validate_json(message.value)
         except ValidationError:

@@ -273,6 +273,8 @@ class BusinessCalendar:
             return ZERO
         total = ZERO
         day, last = self.local_date(start), self.local_date(end)
+        # Compared in UTC, the intervals' zone: the same instants, compared without asking either zone its offset.
+        start, end = start.astimezone(UTC), end.astimezone(UTC)
         while day <= last:
             for low, high in self.intervals(day):
                 lo, hi = max(low, start), min(high, end)
@@ -287,11 +289,12 @@ class BusinessCalendar:
             return start
         remaining = amount
         day = self.local_date(start)
+        in_utc = start.astimezone(UTC)  # compared in the intervals' zone; the result keeps start's own offset
         for _ in range(MAX_SEARCH_DAYS):
             for low, high in self.intervals(day):
-                if high <= start:
+                if high <= in_utc:
                     continue
-                lo = max(low, start)
+                lo = low if low >= in_utc else start  # max(low, start)
                 available = high - lo
                 if remaining <= available:
                     return lo + remaining

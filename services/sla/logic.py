@@ -94,6 +94,10 @@ class ClockStatus(StrEnum):
         return self in (ClockStatus.RUNNING, ClockStatus.PAUSED)
 
 
+_ACTIVE = frozenset({ClockStatus.RUNNING, ClockStatus.PAUSED})
+"""``ClockStatus.active``, as a set: the engine asks it of every clock of every event."""
+
+
 class MarkKind(StrEnum):
     WARNING = "warning"
     BREACHED = "breached"
@@ -551,7 +555,7 @@ def on_event(facts: CaseFacts | None, clocks: Sequence[ClockState], event: SlaEv
         updated = replace(updated, opened_at=event.at)  # no tracking.opened seen: count from now on
     outcome.facts = updated
     if (updated.priority, updated.queue) != (known.priority, known.queue):
-        for clock in [c for c in current.values() if c.status.active]:
+        for clock in [c for c in current.values() if c.status in _ACTIVE]:
             _follow_case(book, clock, updated, event, outcome, put)
 
     if event.trigger in CLOCK_REQUESTS:
@@ -564,11 +568,14 @@ def on_event(facts: CaseFacts | None, clocks: Sequence[ClockState], event: SlaEv
     _stop_and_restart(book, current, updated, event, outcome, put)
 
     if updated.selectable:
-        if event.trigger != OPENED and updated.opened_at is not None and updated.profile() != known.profile():
+        profile = updated.profile()
+        if event.trigger != OPENED and updated.opened_at is not None and profile != known.profile():
             # More is known of the case (its priority, category, queue): clocks that start when a case opens
             # and that no policy gave it so far may start now, counted from the opening.
-            _start(book, current, updated, OPENED, updated.opened_at, event, outcome, put, only_new=True)
-        _start(book, current, updated, event.trigger, event.at, event, outcome, put)
+            _start(
+                book, current, updated, OPENED, updated.opened_at, event, outcome, put, only_new=True, profile=profile
+            )
+        _start(book, current, updated, event.trigger, event.at, event, outcome, put, profile=profile)
 
     for key in list(outcome.clocks):
         clock = current[key]
@@ -605,8 +612,12 @@ def _apply_parked(book: PolicyBook, current: Clocks, name: ClockName, outcome: O
 
 
 def _active(current: Clocks, name: ClockName) -> ClockState | None:
-    runs = [c for c in current.values() if c.clock is name and c.status.active]
-    return max(runs, key=lambda c: c.cycle, default=None)
+    """The running or paused run of the clock with the highest cycle (the first of equals)."""
+    found = None
+    for clock in current.values():
+        if clock.clock is name and clock.status in _ACTIVE and (found is None or clock.cycle > found.cycle):
+            found = clock
+    return found
 
 
 def _next_cycle(current: Clocks, name: ClockName) -> int:
@@ -897,7 +908,7 @@ def _finish(
 def _stop_and_restart(
     book: PolicyBook, current: Clocks, facts: CaseFacts, event: SlaEvent, outcome: Outcome, put: Put
 ) -> None:
-    for clock in [c for c in current.values() if c.status.active]:
+    for clock in [c for c in current.values() if c.status in _ACTIVE]:
         config = clock_config(book, clock)
         if event.trigger in config.cancels_on:
             _finish(book, clock, ClockStatus.CANCELLED, event, outcome, put)
@@ -953,11 +964,12 @@ def _start(
     only: ClockName | None = None,
     only_new: bool = False,
     from_event: bool = False,
+    profile: CaseProfile | None = None,
 ) -> None:
     """Start the clocks the trigger starts; ``from_event``: ``only`` starts, counted from the event, whatever its
     policy's triggers and anchor (a restart on new facts)."""
     if only is None:
-        candidates = book.starting(trigger, facts.profile(), at)
+        candidates = book.starting(trigger, profile or facts.profile(), at)
     else:
         selection = book.select(only, facts.profile(), at)
         if selection is None:
@@ -1003,7 +1015,8 @@ def _start(
             )
         )
         put(clock)
-        _apply_parked(book, current, name, outcome, put)
+        if outcome.facts.parked:
+            _apply_parked(book, current, name, outcome, put)
 
 
 # ---- questions people ask (the CLI) ----

@@ -6,6 +6,8 @@ from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.sla.calendar import (
     BusinessCalendar,
@@ -213,3 +215,72 @@ def test_working_hours_text() -> None:
 def test_a_calendar_refuses_overlapping_hours() -> None:
     with pytest.raises(ValueError, match="not overlapping"):
         BusinessCalendar("bad", SHANGHAI, EveryDay(), ((540, 720), (700, 800)))
+
+
+# ---- the fast paths say what the plain definitions say ----
+
+
+def _plain_working_time(calendar: BusinessCalendar, start: datetime, end: datetime) -> timedelta:
+    total = timedelta(0)
+    day, last = calendar.local_date(start), calendar.local_date(end)
+    while day <= last:
+        for low, high in calendar.intervals(day):
+            lo, hi = max(low, start), min(high, end)
+            if hi > lo:
+                total += hi - lo
+        day += timedelta(days=1)
+    return max(total, timedelta(0))
+
+
+def _plain_add_working_time(calendar: BusinessCalendar, start: datetime, amount: timedelta) -> datetime:
+    remaining, day = amount, calendar.local_date(start)
+    while True:
+        for low, high in calendar.intervals(day):
+            if high <= start:
+                continue
+            lo = max(low, start)
+            if remaining <= high - lo:
+                return lo + remaining
+            remaining -= high - lo
+        day += timedelta(days=1)
+
+
+OFFSETS = [ZoneInfo("UTC"), SHANGHAI, LONDON, NEW_YORK]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    calendar_index=st.integers(0, 2),
+    offset_index=st.integers(0, 3),
+    start_minute=st.integers(0, 250 * 24 * 60),
+    minutes=st.integers(1, 5 * 24 * 60),
+    days=st.integers(1, 20),
+    day_end=st.sampled_from(list(DayEnd)),
+    roll=st.booleans(),
+)
+def test_working_time_deadlines_and_shares_are_the_plain_definitions_to_the_offset(
+    calendar_index: int, offset_index: int, start_minute: int, minutes: int, days: int, day_end: DayEnd, roll: bool
+) -> None:
+    """Working time is compared in UTC and deadlines of whole days are remembered per start day: the results are
+    those of the plain loops, the same instant with the same UTC offset (an alert shows it)."""
+    calendar = [cn_desk(), uk_days(), BusinessCalendar("hotline", SHANGHAI, EveryDay(), ((480, 1320),))][calendar_index]
+    start = (datetime(2026, 1, 1, tzinfo=ZoneInfo("UTC")) + timedelta(minutes=start_minute)).astimezone(
+        OFFSETS[offset_index]
+    )
+    amount = timedelta(minutes=minutes)
+    end = start + amount
+    assert repr(calendar.working_time(start, end)) == repr(_plain_working_time(calendar, start, end))
+    assert repr(calendar.add_working_time(start, amount)) == repr(_plain_add_working_time(calendar, start, amount))
+    no_pause: list[Pause] = []
+    for counting in Counting:
+        assert repr(calendar.advance(counting, start, amount, no_pause)) == repr(
+            calendar.extend(counting, start, amount)
+        )
+        assert calendar.active_time(counting, start, end, no_pause) == calendar.measure(counting, start, end)
+        span = Span(days, Unit.DAYS, counting, day_end, roll)
+        due = calendar.due(start, span)
+        expected = calendar.roll_to_working_day(due) if roll else due
+        assert repr(calendar.deadline(start, span)) == repr(expected)
+        assert repr(calendar.deadline(start + timedelta(seconds=1), span)) == repr(
+            calendar.deadline(start + timedelta(seconds=1), span, [Pause(start - timedelta(days=1), start)])
+        )
