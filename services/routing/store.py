@@ -208,7 +208,8 @@ SELECT ARRAY(SELECT message_key FROM claimed) AS claimed,
     ARRAY(SELECT a FROM assignments) AS assignments,
     ARRAY(SELECT p FROM posts) AS posts,
     -- Not locked: a moving average may lose one concurrent update, which moves it by a hair.
-    ARRAY(SELECT r FROM routing.repost_rates r WHERE r.scope = ANY($8::text[])) AS rates,
+    ARRAY(SELECT found.r FROM unnest($8::text[]) AS s(scope),
+        LATERAL (SELECT r FROM routing.repost_rates r WHERE r.scope = s.scope OFFSET 0) AS found) AS rates,
     ARRAY(SELECT q FROM routing.queues q) AS queues
 """
 # The same, and for the rest of the transaction large values (the triage's JSON) compressed with lz4, not pglz:
