@@ -3,19 +3,24 @@
 from __future__ import annotations
 
 import uuid
+from collections import Counter
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from schemas.agent import CaseAccepted, MergeUndone, Reopened, Resolved
-from schemas.routing import CaseRoutedEvent
+from schemas.channels import Channel
+from schemas.feedback import Language
+from schemas.routing import CaseRoutedEvent, RoutingReason
 from schemas.sla import Severity
 from schemas.triage import CaseTriaged, SentimentLabel
 from schemas.values import Category, Flag, Priority, Queue
 from services.routing import logic
 from services.routing.logic import Alert, Delivery, Lane, Output, RoutingState
-from services.routing.rules import RoutingRules, load_rules, parse_rules
+from services.routing.rules import CaseView, RoutingRules, load_rules, parse_rules
 from tests.unit.test_routing_samples import T0, app, feedback_id, regulator, social, triaged
 
 RULES = load_rules(Path("deploy/config/routing.yaml"))
@@ -446,3 +451,116 @@ def test_the_pr_copy_escalates_on_its_own_lane() -> None:
     logic.on_accepted(CaseAccepted(case_id=case_id, agent_id="pr-1", queue=Queue.SENIOR_COMPLAINTS), T0, case, state)
     assert case.assignments[Lane.PUBLIC_OPINION].waiting is False
     assert case.assignments[Lane.PRIMARY].waiting is True
+
+
+# ---- remembered answers are the answers ----
+
+
+@given(name=st.text(max_size=80))
+def test_ids_are_the_standard_uuid5_of_their_cause(name: str) -> None:
+    assert logic._uuid5(logic.CASE_ID_NAMESPACE.bytes, name) == uuid.uuid5(logic.CASE_ID_NAMESPACE, name)
+    assert logic._uuid5(logic.ROUTED_ID_NAMESPACE.bytes, name) == uuid.uuid5(logic.ROUTED_ID_NAMESPACE, name)
+    feedback = uuid.uuid5(uuid.NAMESPACE_URL, name)
+    assert logic.case_id_for(feedback) == uuid.uuid5(logic.CASE_ID_NAMESPACE, str(feedback))
+    assert logic.routed_event_id(feedback, Lane.PUBLIC_OPINION, ":x") == uuid.uuid5(
+        logic.ROUTED_ID_NAMESPACE, f"{feedback}:public_opinion:x"
+    )
+
+
+def reference_place(
+    view: CaseView, rules: RoutingRules, backlog: Counter[Queue], *, allow_overflow: bool, avoid_ai: bool
+) -> logic.Placement:
+    """``place`` as it was before its answers were remembered (computed afresh on every call)."""
+    reasons: list[RoutingReason] = []
+    chosen = next((rule for rule in rules.filters if rule.match.holds(view)), None)
+    if chosen is not None:
+        reasons.append(logic._reason("filter", f"filter {chosen.name!r} matched ({chosen.match.describe()})"))
+    else:
+        chosen = rules.default_filter.as_filter()
+        reasons.append(logic._reason("default", "no filter matched: the default filter"))
+    lane = rules.overflow.lane
+    person = avoid_ai or logic.needs_person(view)
+    index = 0
+    while person and index < len(chosen.targets) and chosen.targets[index].queue == lane:
+        reasons.append(logic._reason("target", f"skipped target {index} ({lane.value}): this case needs a person"))
+        index += 1
+    if index == len(chosen.targets):
+        chosen, index = rules.default_filter.as_filter(), 0
+        reasons.append(logic._reason("default", "no target of the filter is worked by people: the default filter"))
+    target = chosen.targets[index]
+    priority = logic.more_urgent(view.priority, target.priority)
+    following = (
+        f", then {chosen.targets[index + 1].queue.value}" if index + 1 < len(chosen.targets) else ", the last target"
+    )
+    reasons.append(
+        logic._reason(
+            "target",
+            f"target {index} of {len(chosen.targets)}: {target.queue.value}, {priority.value}, "
+            f"accept within {logic._duration(target.timeout)}{following}",
+        )
+    )
+    queue, timeout, overflow = target.queue, target.timeout, False
+    limit = rules.queues[queue].backlog_limit
+    if allow_overflow and queue != lane and backlog[queue] >= limit:
+        as_priority = view.model_copy(update={"priority": priority})
+        full = f"{queue.value} holds {backlog[queue]} unaccepted cases (limit {limit})"
+        if logic.needs_person(as_priority):
+            reasons.append(
+                logic._reason("overflow", f"{full}, but a P1 or human-required case never overflows: it stays")
+            )
+        elif rules.overflow.allow.holds(as_priority):
+            queue, timeout, overflow = lane, rules.overflow.timeout, True
+            reasons.append(
+                logic._reason(
+                    "overflow",
+                    f"{full}: this {priority.value} {view.category.value} may overflow "
+                    f"({rules.overflow.allow.describe()}), so the AI lane {lane.value} takes it; back to "
+                    f"{target.queue.value} if not accepted within {logic._duration(timeout)}",
+                )
+            )
+        else:
+            reasons.append(
+                logic._reason("overflow", f"{full}, but overflow allows only {rules.overflow.allow.describe()}")
+            )
+    return logic.Placement(chosen, index, queue, priority, timeout, overflow, tuple(reasons))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    category=st.sampled_from(Category),
+    channel=st.sampled_from(Channel),
+    priority=st.sampled_from(Priority),
+    sentiment=st.sampled_from(SentimentLabel),
+    language=st.sampled_from(Language),
+    flags=st.frozensets(st.sampled_from(Flag), max_size=3),
+    human_required=st.booleans(),
+    full=st.booleans(),
+    allow_overflow=st.booleans(),
+    avoid_ai=st.booleans(),
+)
+def test_a_remembered_placement_is_the_placement(
+    category: Category,
+    channel: Channel,
+    priority: Priority,
+    sentiment: SentimentLabel,
+    language: Language,
+    flags: frozenset[Flag],
+    human_required: bool,
+    full: bool,
+    allow_overflow: bool,
+    avoid_ai: bool,
+) -> None:
+    view = logic._view(category, channel, priority, sentiment, language, flags, human_required)
+    assert view == CaseView(
+        category=category,
+        channel=channel,
+        priority=priority,
+        sentiment=sentiment,
+        language=language,
+        flags=flags,
+        human_required=human_required,
+    )
+    backlog: Counter[Queue] = Counter({queue: RULES.queues[queue].backlog_limit if full else 0 for queue in Queue})
+    expected = reference_place(view, RULES, backlog, allow_overflow=allow_overflow, avoid_ai=avoid_ai)
+    for _ in range(2):  # computed, then remembered
+        assert logic.place(view, RULES, backlog, allow_overflow=allow_overflow, avoid_ai=avoid_ai) == expected
