@@ -23,6 +23,9 @@ from pydantic import BaseModel
 from schemas import topics
 from schemas.agent import CaseAcceptedEvent, MergeUndoneEvent, ReopenedEvent, ResolvedEvent
 from schemas.channels import RegulatorDetails, SocialDetails
+from schemas.envelope import CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE
+from schemas.reputation import ViralPostEvent
+from schemas.routing import CaseRoutedEvent
 from schemas.sla import Severity
 from schemas.triage import CaseTriagedEvent
 from schemas.values import Queue
@@ -33,7 +36,7 @@ from services.runtime import metrics
 from services.runtime.db import transaction
 from services.runtime.deadletter import InboundMessage
 from services.runtime.errors import PermanentError
-from services.runtime.kafka import Record, event_record
+from services.runtime.kafka import Record
 from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
 
@@ -259,13 +262,13 @@ class Router:
         records = []
         for position, output in enumerate(outputs):
             if isinstance(output, Alert):
-                records.append(event_record(self._alerts_topic, str(output.event.data.case_id), output.event))
+                records.append(_record(self._alerts_topic, str(output.event.data.case_id), output.event))
                 continue
             event = output.event
             values = revealed.get(position)
             if values is not None:
                 event = logic.unmask(event, values)
-            records.append(event_record(self._routed_topics[output.queue], str(event.subject), event))
+            records.append(_record(self._routed_topics[output.queue], str(event.subject), event))
         return records
 
     async def escalate_due(self, now: datetime) -> int:
@@ -294,6 +297,14 @@ class Router:
         if outputs:
             log.info("escalated", extra={"escalations": len(outputs)})
         return len(due)
+
+
+_CONTENT_TYPE = (CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE.encode())
+
+
+def _record(topic: str, key: str, event: CaseRoutedEvent | ViralPostEvent) -> Record:
+    """``event_record``'s record, the event serialised straight to bytes (not to text, then encoded)."""
+    return Record(topic, key.encode(), event.__pydantic_serializer__.to_json(event), [_CONTENT_TYPE])
 
 
 def _kinds(outputs: list[Output]) -> Counter[str]:
