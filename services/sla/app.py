@@ -14,6 +14,7 @@ import asyncio
 import logging
 import operator
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache, reduce
@@ -277,9 +278,8 @@ class SlaEngine:
         if not events:
             return result
         async with store.unit_of_work(self.app.pool) as work:
-            keys = [str(e.event_id) for e in events]
-            fresh = await work.claim_and_lock(keys, [e.case_id for e in events])
-            events = [e for e, key in zip(events, keys, strict=True) if key in fresh]
+            fresh = await work.claim_and_lock([e.event_id for e in events], [e.case_id for e in events])
+            events = [e for e in events if e.event_id in fresh]
             if not events:
                 return result
             facts, found = await work.load({e.case_id for e in events})
@@ -368,20 +368,29 @@ class SlaEngine:
 
 
 def count_alerts(alerts: list[Alert]) -> None:
+    """The SLA metrics of the alerts: counted by metric and labels first, each counter then moved once."""
+    counts: Counter[tuple[Any, tuple[str, ...]]] = Counter()
     for alert in alerts:
         data = alert.data
         clock = data.clock.value
-        kind = trigger_of(alert.type)
+        kind = _trigger_of_type(alert.type)
         if kind == "sla.clock_started":
-            metrics.SLA_CLOCKS_ARMED.labels(clock).inc()
+            counts[metrics.SLA_CLOCKS_ARMED, (clock,)] += 1
         elif kind == "sla.clock_met" and not data.overdue_seconds:
-            metrics.SLA_CLOCKS_MET.labels(clock).inc()
+            counts[metrics.SLA_CLOCKS_MET, (clock,)] += 1
         elif kind == "sla.warning":
-            metrics.SLA_WARNINGS.labels(clock, data.priority.value).inc()
+            counts[metrics.SLA_WARNINGS, (clock, data.priority.value)] += 1
         elif kind == "sla.breached":
-            metrics.SLA_BREACHES.labels(clock, data.priority.value).inc()
+            counts[metrics.SLA_BREACHES, (clock, data.priority.value)] += 1
         elif kind == "sla.escalated":
-            metrics.SLA_ESCALATIONS.labels(clock).inc()
+            counts[metrics.SLA_ESCALATIONS, (clock,)] += 1
+    for (metric, labels), count in counts.items():
+        metric.labels(*labels).inc(count)
+
+
+@lru_cache(maxsize=256)
+def _trigger_of_type(event_type: str) -> str:
+    return trigger_of(event_type)
 
 
 def load_book(settings: Settings) -> PolicyBook:

@@ -166,16 +166,16 @@ def clock_row(clock: ClockState) -> tuple[Any, ...]:
 _CLAIM_AND_LOCK = """
 WITH claimed AS (
     INSERT INTO processed_messages (consumer, message_key)
-    SELECT $1, key FROM unnest($2::text[]) AS key
+    SELECT $1, key::text FROM unnest($2::uuid[]) AS key
     ON CONFLICT DO NOTHING RETURNING message_key
 ), locks AS (
     SELECT pg_advisory_xact_lock(ordered.k) FROM (
-        SELECT DISTINCT e.k FROM unnest($2::text[], $3::bigint[]) AS e(key, k)
-        JOIN claimed ON claimed.message_key = e.key
+        SELECT DISTINCT e.k FROM unnest($2::uuid[], $3::bigint[]) AS e(key, k)
+        JOIN claimed ON claimed.message_key = e.key::text
         ORDER BY e.k
     ) AS ordered
 )
-SELECT message_key FROM claimed WHERE (SELECT count(*) FROM locks) >= 0
+SELECT message_key::uuid FROM claimed WHERE (SELECT count(*) FROM locks) >= 0
 """
 
 # After the locks (a statement of its own: its snapshot must see what the locks' last holders committed).
@@ -273,9 +273,8 @@ WITH saved_facts AS (
     ORDER BY j.n
 ), queued AS (
     INSERT INTO outbox (source, topic, key, value, headers)
-    SELECT ${_O}, o.topic, o.key, o.value, o.headers::jsonb
-    FROM unnest(${_O + 1}::text[], ${_O + 2}::bytea[], ${_O + 3}::bytea[], ${_O + 4}::text[]) WITH ORDINALITY
-        AS o(topic, key, value, headers, n)
+    SELECT ${_O}, ${_O + 1}::text, o.key, o.value, ${_O + 4}::text::jsonb
+    FROM unnest(${_O + 2}::bytea[], ${_O + 3}::bytea[]) WITH ORDINALITY AS o(key, value, n)
     ORDER BY o.n
     RETURNING 1
 )
@@ -324,10 +323,11 @@ class SlaStore:
     def __init__(self, conn: DbConnection) -> None:
         self.conn = conn
 
-    async def claim_and_lock(self, event_ids: Sequence[str], case_ids: Sequence[uuid.UUID]) -> set[str]:
+    async def claim_and_lock(self, event_ids: Sequence[uuid.UUID], case_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Record the events (their ids, with each one's case) as handled, then lock the cases of those not handled
         before, in a fixed order (no deadlock), to serialise work on a case across workers and agents; returns the
-        ids not handled before. One statement: every claim is made before the first lock is taken, as in two."""
+        ids not handled before. One statement: every claim is made before the first lock is taken, as in two. The
+        message key is the id's text, as PostgreSQL writes a uuid and as ``str`` does (lower case, hyphenated)."""
         if not event_ids:
             return set()
         rows = await self.conn.fetch(_CLAIM_AND_LOCK, CONSUMER, event_ids, [_lock_key(c) for c in case_ids])
@@ -375,18 +375,24 @@ class SlaStore:
         entries = [(e.case_id, e.clock.value, e.cycle, e.action, e.at, e.event_id, e.reason) for e in journal]
         if not (fact_rows or clock_rows or entries or records):
             return
+        # The alerts share their topic and headers: sent once, not once per record (else queued the general way).
+        topic, headers = (records[0].topic, records[0].headers) if records else ("", [])
+        shared = all(r.topic == topic and r.headers == headers for r in records)
+        queued = records if shared else ()
         await self.conn.execute(
             _SAVE,
             *_columns(fact_rows, len(_FACT_TYPES)),
             *_columns(clock_rows, len(_CLOCK_TYPES)),
             *_columns(entries, len(_JOURNAL_TYPES)),
             OUTBOX_SOURCE,
-            [r.topic for r in records],
-            [r.key for r in records],
-            [r.value for r in records],
-            [_headers_json(tuple(r.headers)) for r in records],
-            OUTBOX_CHANNEL if records else None,
+            topic,
+            [r.key for r in queued],
+            [r.value for r in queued],
+            _headers_json(tuple(headers)),
+            OUTBOX_CHANNEL if queued else None,
         )
+        if not shared:
+            await add_to_outbox(self.conn, OUTBOX_SOURCE, list(records))
 
     # ---- the poller ----
 
