@@ -177,33 +177,40 @@ def _backlog(state: RoutingState, rows: Iterable[Any]) -> None:
 # One round trip claims the batch's events and loads, locking, every row they may touch: each of the
 # dozen statements this took cost both sides more than most of the rows did. Locks are taken in the order
 # the separate statements took them (cases by id, their assignments, posts by key); the arrays of table rows
-# come back as records, decoded by asyncpg. References and customers are looked up one by one through their
-# indexes (LATERAL … OFFSET 0): with a list parameter the planner scanned whole tables of a few thousand rows,
-# comparing every row with every value.
+# come back as records, decoded by asyncpg. Every row is looked up one by one through its key (LATERAL, in key
+# order for the locked ones): the plan is cached while the tables are small, and with a list parameter
+# (``= ANY($1)``) the planner kept scanning whole tables of thousands of rows, every row against every value.
 CLAIM_AND_LOAD = """
 WITH claimed AS (
         INSERT INTO processed_messages (consumer, message_key)
         SELECT $1, key FROM unnest($2::text[]) AS key
         ON CONFLICT DO NOTHING RETURNING message_key),
     keys AS MATERIALIZED (
-        SELECT k FROM unnest($3::text[]) AS r(key),
+        SELECT found.k FROM unnest($3::text[]) AS r(key),
             LATERAL (SELECT k FROM routing.case_keys k WHERE k.key = r.key OFFSET 0) AS found),
+    wanted AS MATERIALIZED (
+        SELECT DISTINCT case_id FROM (
+            SELECT unnest($4::uuid[]) AS case_id
+            UNION ALL SELECT (k).case_id FROM keys
+            UNION ALL SELECT found.case_id FROM unnest($5::text[]) AS r(customer_ref),
+                LATERAL (SELECT case_id FROM routing.cases
+                         WHERE is_open AND customer_ref = r.customer_ref OFFSET 0) AS found) AS ids
+        ORDER BY case_id),
     cases AS MATERIALIZED (
-        SELECT c FROM routing.cases c WHERE c.case_id = ANY(ARRAY(
-                SELECT unnest($4::uuid[])
-                UNION SELECT (k).case_id FROM keys
-                UNION SELECT found.case_id FROM unnest($5::text[]) AS r(customer_ref),
-                    LATERAL (SELECT case_id FROM routing.cases
-                             WHERE is_open AND customer_ref = r.customer_ref OFFSET 0) AS found))
-        ORDER BY c.case_id FOR UPDATE),
+        SELECT found.c FROM wanted,
+            LATERAL (SELECT c FROM routing.cases c WHERE c.case_id = wanted.case_id FOR UPDATE) AS found),
     assignments AS MATERIALIZED (
-        SELECT a FROM routing.assignments a WHERE a.case_id = ANY(ARRAY(SELECT (c).case_id FROM cases))
-        ORDER BY a.case_id, a.lane FOR UPDATE),
+        SELECT found.a FROM cases,
+            LATERAL (SELECT a FROM routing.assignments a WHERE a.case_id = (cases.c).case_id
+                     ORDER BY a.lane FOR UPDATE) AS found),
     posts AS MATERIALIZED (
-        SELECT p FROM routing.social_posts p WHERE p.post_key = ANY($6::text[]) ORDER BY p.post_key FOR UPDATE)
+        SELECT found.p FROM (SELECT key FROM unnest($6::text[]) AS key ORDER BY key) AS r,
+            LATERAL (SELECT p FROM routing.social_posts p WHERE p.post_key = r.key FOR UPDATE) AS found)
 SELECT ARRAY(SELECT message_key FROM claimed) AS claimed,
     ARRAY(SELECT k FROM keys) AS keys,
-    ARRAY(SELECT feedback_id FROM routing.feedback WHERE feedback_id = ANY($7::uuid[])) AS placed,
+    ARRAY(SELECT found.feedback_id FROM unnest($7::uuid[]) AS r(feedback_id),
+        LATERAL (SELECT feedback_id FROM routing.feedback f WHERE f.feedback_id = r.feedback_id OFFSET 0) AS found)
+        AS placed,
     ARRAY(SELECT c FROM cases) AS cases,
     ARRAY(SELECT a FROM assignments) AS assignments,
     ARRAY(SELECT p FROM posts) AS posts,
