@@ -486,7 +486,7 @@ def _human(delta: timedelta) -> str:
 def started_alert(book: PolicyBook, clock: ClockState, at: datetime) -> Alert:
     # _common and _envelope written out: one of these for every clock, the most frequent alert by far.
     subject = str(clock.case_id)
-    dedup_key = f"{subject}/{clock.clock.value}/{clock.cycle}/started"
+    dedup_key = f"{subject}/{clock.clock}/{clock.cycle}/started"  # a StrEnum formats as its value
     deadline = clock.deadline
     data = ClockStarted(
         case_id=clock.case_id,

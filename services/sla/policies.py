@@ -16,7 +16,7 @@ import re
 from bisect import bisect_right, insort
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal, NamedTuple
@@ -407,7 +407,8 @@ class PolicyBook:
         self._selectors: dict[tuple[str, int], list[tuple[frozenset[str], str]]] = {}
         self._starters: dict[str, list[ClockName]] = {}
         self._boundaries: list[datetime] = []
-        """Every version's effective_from, sorted: between two of them, each policy has the same version in force."""
+        """Every version's effective_from (in UTC: compared without asking zones for offsets), sorted: between two of
+        them, each policy has the same version in force."""
         self._selections: dict[tuple[ClockName, CaseProfile, int], Selection | None] = {}
         """select() by clock, case and span between boundaries (it is a pure function of those)."""
         self._starting: dict[tuple[str, CaseProfile, int], tuple[tuple[ClockName, Selection], ...]] = {}
@@ -427,7 +428,7 @@ class PolicyBook:
         if version.key in self._versions:
             return
         self._versions[version.key] = version
-        insort(self._boundaries, version.policy.effective_from)
+        insort(self._boundaries, version.policy.effective_from.astimezone(UTC))
         self._selections.clear()
         self._starting.clear()
         versions = self._by_policy.setdefault(version.policy.id, [])
@@ -472,7 +473,7 @@ class PolicyBook:
 
     def select(self, clock: ClockName, case: CaseProfile, at: Any) -> Selection | None:
         """The first policy, in file order, in force at ``at``, that selects the case and defines the clock."""
-        key = (clock, case, bisect_right(self._boundaries, at))
+        key = (clock, case, self._period(at))
         try:
             return self._selections[key]
         except KeyError:
@@ -485,7 +486,7 @@ class PolicyBook:
     def starting(self, trigger: str, case: CaseProfile, at: Any) -> tuple[tuple[ClockName, Selection], ...]:
         """The clocks the trigger starts (or restarts) for the case at ``at``, in ``started_by`` order: each with its
         selection, whose clock starts or restarts on the trigger."""
-        key = (trigger, case, bisect_right(self._boundaries, at))
+        key = (trigger, case, self._period(at))
         found = self._starting.get(key)
         if found is None:
             if len(self._starting) >= SELECTION_CACHE_SIZE:
@@ -499,6 +500,10 @@ class PolicyBook:
                     chosen.append((name, selection))
             found = self._starting[key] = tuple(chosen)
         return found
+
+    def _period(self, at: Any) -> int:
+        """How many versions took effect by ``at``: the same number, the same version of every policy in force."""
+        return bisect_right(self._boundaries, at.astimezone(UTC) if getattr(at, "tzinfo", None) is not None else at)
 
     def _select(self, clock: ClockName, case: CaseProfile, at: Any) -> Selection | None:
         for policy_id in self._by_policy:

@@ -142,12 +142,12 @@ def clock_from_row(row: asyncpg.Record) -> ClockState:
 def clock_row(clock: ClockState) -> tuple[Any, ...]:
     return (
         clock.case_id,
-        clock.clock.value,
+        clock.clock,  # a StrEnum: its text
         clock.cycle,
         clock.policy_id,
         clock.policy_version,
         clock.calendar,
-        clock.status.value,
+        clock.status,
         clock.started_at,
         clock.deadline,
         clock.priority,
@@ -372,7 +372,7 @@ class SlaStore:
         (their ids follow it); each case and each clock appears at most once."""
         fact_rows = [_fact_row(f) for f in facts]
         clock_rows = [clock_row(c) for c in clocks]
-        entries = [(e.case_id, e.clock.value, e.cycle, e.action, e.at, e.event_id, e.reason) for e in journal]
+        entries = [(e.case_id, e.clock, e.cycle, e.action, e.at, e.event_id, e.reason) for e in journal]
         if not (fact_rows or clock_rows or entries or records):
             return
         # The alerts share their topic and headers: sent once, not once per record (else queued the general way).
