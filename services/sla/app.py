@@ -278,8 +278,9 @@ class SlaEngine:
         if not events:
             return result
         async with store.unit_of_work(self.app.pool) as work:
-            fresh = await work.claim_and_lock([e.event_id for e in events], [e.case_id for e in events])
-            events = [e for e in events if e.event_id in fresh]
+            seen = await work.claim_and_lock([e.event_id for e in events], [e.case_id for e in events])
+            if seen:
+                events = [e for e in events if e.event_id not in seen]
             if not events:
                 return result
             facts, found = await work.load({e.case_id for e in events})

@@ -162,7 +162,8 @@ def clock_row(clock: ClockState) -> tuple[Any, ...]:
 
 
 # Claims first (the sort in ``locks`` reads every claimed row), then the cases' locks in key order: the same
-# order as claim_messages followed by a lock statement, in one round trip.
+# order as claim_messages followed by a lock statement, in one round trip. It returns the ids handled before (as a
+# rule none: a redelivery), not the fresh ones.
 _CLAIM_AND_LOCK = """
 WITH claimed AS (
     INSERT INTO processed_messages (consumer, message_key)
@@ -175,7 +176,8 @@ WITH claimed AS (
         ORDER BY e.k
     ) AS ordered
 )
-SELECT message_key::uuid FROM claimed WHERE (SELECT count(*) FROM locks) >= 0
+SELECT e.key FROM unnest($2::uuid[]) AS e(key)
+WHERE (SELECT count(*) FROM locks) >= 0 AND e.key::text NOT IN (SELECT message_key FROM claimed)
 """
 
 # After the locks (a statement of its own: its snapshot must see what the locks' last holders committed).
@@ -326,8 +328,9 @@ class SlaStore:
     async def claim_and_lock(self, event_ids: Sequence[uuid.UUID], case_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
         """Record the events (their ids, with each one's case) as handled, then lock the cases of those not handled
         before, in a fixed order (no deadlock), to serialise work on a case across workers and agents; returns the
-        ids not handled before. One statement: every claim is made before the first lock is taken, as in two. The
-        message key is the id's text, as PostgreSQL writes a uuid and as ``str`` does (lower case, hyphenated)."""
+        ids handled before (to be skipped). One statement: every claim is made before the first lock is taken, as in
+        two. The message key is the id's text, as PostgreSQL writes a uuid and as ``str`` does (lower case,
+        hyphenated)."""
         if not event_ids:
             return set()
         rows = await self.conn.fetch(_CLAIM_AND_LOCK, CONSUMER, event_ids, [_lock_key(c) for c in case_ids])
