@@ -412,6 +412,7 @@ class PolicyBook:
         self._selections: dict[tuple[ClockName, CaseProfile, int], Selection | None] = {}
         """select() by clock, case and span between boundaries (it is a pure function of those)."""
         self._starting: dict[tuple[str, CaseProfile, int], tuple[tuple[ClockName, Selection], ...]] = {}
+        self._last_period: tuple[Any, int] | None = None
         self._clock_configs: dict[tuple[str, int, ClockName], ClockConfig | None] = {}
         self._spans: dict[tuple[str, int, ClockName], tuple[Span, ...]] = {}
         self.derived: dict[Hashable, Any] = {}
@@ -431,6 +432,7 @@ class PolicyBook:
         insort(self._boundaries, version.policy.effective_from.astimezone(UTC))
         self._selections.clear()
         self._starting.clear()
+        self._last_period = None
         versions = self._by_policy.setdefault(version.policy.id, [])
         versions.append(version)
         versions.sort(key=lambda v: v.policy.effective_from, reverse=True)
@@ -503,7 +505,12 @@ class PolicyBook:
 
     def _period(self, at: Any) -> int:
         """How many versions took effect by ``at``: the same number, the same version of every policy in force."""
-        return bisect_right(self._boundaries, at.astimezone(UTC) if getattr(at, "tzinfo", None) is not None else at)
+        last = self._last_period
+        if last is not None and last[0] is at:  # an event asks for its own time more than once
+            return last[1]
+        period = bisect_right(self._boundaries, at.astimezone(UTC) if getattr(at, "tzinfo", None) is not None else at)
+        self._last_period = (at, period)
+        return period
 
     def _select(self, clock: ClockName, case: CaseProfile, at: Any) -> Selection | None:
         for policy_id in self._by_policy:

@@ -424,8 +424,9 @@ class SlaStore:
 
 
 def _lock_key(case_id: uuid.UUID) -> int:
-    """A signed 64-bit advisory lock key for a case (its UUID's first 8 bytes)."""
-    return int.from_bytes(case_id.bytes[:8], "big", signed=True)
+    """A signed 64-bit advisory lock key for a case (its UUID's first 8 bytes, read big-endian)."""
+    high = case_id.int >> 64
+    return high - (1 << 64) if high >= 1 << 63 else high
 
 
 @asynccontextmanager

@@ -226,3 +226,12 @@ def _read(document: dict[str, Any], wanted: frozenset[str]) -> SlaEvent:
     read = to_sla_event(message(document), wanted)
     assert read is not None
     return read
+
+
+@pytest.mark.parametrize(
+    "case_id",
+    [uuid.UUID(int=0), uuid.UUID(int=(1 << 128) - 1), uuid.UUID(int=1 << 127), uuid.UUID(int=(1 << 127) - 1), CASE],
+)
+def test_a_cases_lock_key_is_its_first_eight_bytes_as_a_signed_number(case_id: uuid.UUID) -> None:
+    """Workers that lock the same case must compute the same key, whichever way it is computed."""
+    assert store._lock_key(case_id) == int.from_bytes(case_id.bytes[:8], "big", signed=True)
