@@ -35,7 +35,7 @@ from services.runtime.settings import Settings
 from services.runtime.worker import Connections, ProcessorApp
 from services.sla import logic, store
 from services.sla.calendar import CalendarDataMissingError, Unit
-from services.sla.logic import Alert, CaseFacts, ClockState, SlaEvent, Target
+from services.sla.logic import Alert, CaseFacts, ClockState, SlaEvent, Target, new_sla_event
 from services.sla.policies import PolicyBook, PolicyError, load_policy_book
 from services.sla.webhook import AlertmanagerSender, alertmanager_alerts
 
@@ -163,7 +163,7 @@ def _reference_event(envelope: _Envelope, trigger: str) -> SlaEvent:
         reference = _CaseRef.model_validate(envelope.data)
     except ValueError as exc:
         raise PermanentError("schema_violation", f"{envelope.type}: data.case_id missing or not a UUID") from exc
-    return SlaEvent(envelope.id, trigger, reference.case_id, envelope.time, agent_id=reference.agent_id)
+    return new_sla_event(envelope.id, trigger, reference.case_id, envelope.time, agent_id=reference.agent_id)
 
 
 def _event_of(parsed: Any, trigger: str) -> SlaEvent:
@@ -171,7 +171,7 @@ def _event_of(parsed: Any, trigger: str) -> SlaEvent:
     if trigger == logic.OPENED:
         opened: CaseOpenedEvent = parsed
         data = opened.data
-        return SlaEvent(
+        return new_sla_event(
             opened.id,
             trigger,
             data.case_id,
@@ -183,7 +183,7 @@ def _event_of(parsed: Any, trigger: str) -> SlaEvent:
         )
     if trigger == logic.TRIAGED:
         triaged: CaseTriagedStepEvent = parsed
-        return SlaEvent(
+        return new_sla_event(
             triaged.id,
             trigger,
             triaged.data.case_id,
@@ -193,7 +193,7 @@ def _event_of(parsed: Any, trigger: str) -> SlaEvent:
         )
     if trigger == logic.ROUTED:
         routed: CaseRoutedStepEvent = parsed
-        return SlaEvent(
+        return new_sla_event(
             routed.id,
             trigger,
             routed.data.case_id,
@@ -204,10 +204,10 @@ def _event_of(parsed: Any, trigger: str) -> SlaEvent:
         )
     if trigger == logic.MERGED:
         merged: CaseMergedEvent = parsed
-        return SlaEvent(merged.id, trigger, merged.data.case_id, merged.time, new_facts=merged.data.new_facts)
+        return new_sla_event(merged.id, trigger, merged.data.case_id, merged.time, new_facts=merged.data.new_facts)
     if trigger in (logic.PAUSE, logic.RESUME):
         action: ClockPausedEvent | ClockResumedEvent = parsed
-        return SlaEvent(
+        return new_sla_event(
             action.id,
             trigger,
             action.data.case_id,
@@ -218,7 +218,7 @@ def _event_of(parsed: Any, trigger: str) -> SlaEvent:
         )
     extension: ClockExtendedEvent = parsed
     wanted_target = extension.data.new_target
-    return SlaEvent(
+    return new_sla_event(
         extension.id,
         trigger,
         extension.data.case_id,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from operator import itemgetter
@@ -236,8 +236,58 @@ class Outcome:
 
 
 _FIELD_NAMES: dict[type, frozenset[str]] = {
-    kind: frozenset(f.name for f in fields(kind)) for kind in (ClockState, CaseFacts)
+    kind: frozenset(f.name for f in fields(kind)) for kind in (ClockState, CaseFacts, SlaEvent)
 }
+_EVENT_DEFAULTS = {f.name: f.default for f in fields(SlaEvent) if f.default is not MISSING}
+
+
+def new_sla_event(event_id: uuid.UUID, trigger: str, case_id: uuid.UUID, at: datetime, **optional: Any) -> SlaEvent:
+    """``SlaEvent(event_id, trigger, case_id, at, **optional)`` without the frozen ``__init__``'s field-by-field
+    setting (one per consumed record: it adds up); the optional fields are checked by name."""
+    if not optional.keys() <= _EVENT_DEFAULTS.keys():
+        raise TypeError(f"SlaEvent has no field {sorted(optional.keys() - _EVENT_DEFAULTS.keys())}")
+    event = object.__new__(SlaEvent)
+    values = event.__dict__
+    values.update(_EVENT_DEFAULTS)
+    values.update(optional, event_id=event_id, trigger=trigger, case_id=case_id, at=at)
+    return event
+
+
+def _new_clock(
+    case_id: uuid.UUID,
+    clock: ClockName,
+    cycle: int,
+    policy_id: str,
+    policy_version: int,
+    calendar: str,
+    started_at: datetime,
+    priority: str,
+    queue: str | None,
+    regulator_deadline: datetime | None,
+) -> ClockState:
+    """A clock run just started (running, deadline at its start until settled), as ``ClockState(...)`` makes it,
+    without the frozen ``__init__``'s field-by-field setting."""
+    state = object.__new__(ClockState)
+    state.__dict__.update(
+        case_id=case_id,
+        clock=clock,
+        cycle=cycle,
+        policy_id=policy_id,
+        policy_version=policy_version,
+        calendar=calendar,
+        status=ClockStatus.RUNNING,
+        started_at=started_at,
+        deadline=started_at,
+        priority=priority,
+        queue=queue,
+        extensions=0,
+        regulator_deadline=regulator_deadline,
+        pauses=(),
+        fired=frozenset(),
+        next_due_at=None,
+        stopped_at=None,
+    )
+    return state
 
 
 @dataclass(frozen=True)
@@ -987,16 +1037,14 @@ def _start(
         started_at = facts.opened_at if from_opening and facts.opened_at is not None else at
         policy = selection.version.policy
         assert facts.priority is not None
-        clock = ClockState(
+        clock = _new_clock(
             case_id=facts.case_id,
             clock=name,
-            cycle=_next_cycle(current, name),
+            cycle=_next_cycle(current, name) if current else 0,
             policy_id=policy.id,
             policy_version=policy.version,
             calendar=config.calendar_for(facts.queue),
-            status=ClockStatus.RUNNING,
             started_at=started_at,
-            deadline=started_at,
             priority=facts.priority,
             queue=facts.queue,
             regulator_deadline=facts.regulator_deadline if config.use_regulator_deadline else None,

@@ -235,3 +235,23 @@ def _read(document: dict[str, Any], wanted: frozenset[str]) -> SlaEvent:
 def test_a_cases_lock_key_is_its_first_eight_bytes_as_a_signed_number(case_id: uuid.UUID) -> None:
     """Workers that lock the same case must compute the same key, whichever way it is computed."""
     assert store._lock_key(case_id) == int.from_bytes(case_id.bytes[:8], "big", signed=True)
+
+
+def test_the_engines_quick_constructors_make_what_the_dataclasses_make() -> None:
+    """SlaEvent and a just-started ClockState are built without their frozen __init__ on the hot path: every field
+    must be there, with the dataclass's default where none is given, and an unknown field refused."""
+    from dataclasses import fields
+
+    at = datetime(2026, 11, 24, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
+    event_id = uuid.uuid4()
+    quick = logic.new_sla_event(event_id, logic.ROUTED, CASE, at, priority="P2", queue="loans", lane="primary")
+    assert quick == SlaEvent(event_id, logic.ROUTED, CASE, at, priority="P2", queue="loans", lane="primary")
+    assert set(vars(quick)) == {f.name for f in fields(SlaEvent)}
+    with pytest.raises(TypeError, match="no field"):
+        logic.new_sla_event(event_id, logic.ROUTED, CASE, at, colour="red")
+    clock = logic._new_clock(CASE, logic.ClockName.RESOLUTION, 1, "cn-nfra-complaint", 2, "cn-desk", at, "P2", None, at)
+    assert clock == logic.ClockState(
+        CASE, logic.ClockName.RESOLUTION, 1, "cn-nfra-complaint", 2, "cn-desk", logic.ClockStatus.RUNNING, at, at,
+        "P2", None, regulator_deadline=at,
+    )  # fmt: skip
+    assert set(vars(clock)) == {f.name for f in fields(logic.ClockState)}
