@@ -421,7 +421,11 @@ def _next_due(rules: _Rules, clock: ClockState, deadline: datetime) -> datetime 
     if clock.status is not ClockStatus.RUNNING:
         return None
     fired = clock.fired
-    return min((at for at, _, _, key in _mark_points(rules, clock, deadline) if key not in fired), default=None)
+    earliest = None
+    for at, _, _, key in _mark_points(rules, clock, deadline):
+        if key not in fired and (earliest is None or at < earliest):
+            earliest = at  # the first of equal instants, as min() keeps
+    return earliest
 
 
 def _settle(book: PolicyBook, clock: ClockState) -> ClockState:
@@ -959,6 +963,8 @@ def _stop_and_restart(
     book: PolicyBook, current: Clocks, facts: CaseFacts, event: SlaEvent, outcome: Outcome, put: Put
 ) -> None:
     for clock in [c for c in current.values() if c.status in _ACTIVE]:
+        if event.trigger not in _reacts_to(book, clock):
+            continue  # as a rule: most steps neither stop, cancel nor restart a given clock
         config = clock_config(book, clock)
         if event.trigger in config.cancels_on:
             _finish(book, clock, ClockStatus.CANCELLED, event, outcome, put)
@@ -970,6 +976,15 @@ def _stop_and_restart(
             _start(book, current, facts, event.trigger, event.at, event, outcome, put, only=clock.clock)
         elif event.trigger == MERGED and event.new_facts and config.restart_on_new_facts:
             _restart_on_new_facts(book, current, facts, clock, event, outcome, put)
+
+
+def _reacts_to(book: PolicyBook, clock: ClockState) -> frozenset[str]:
+    """Every event type the clock's config starts, stops, restarts or cancels on (``ClockConfig.triggers``), once."""
+    key = ("reacts", clock.policy_id, clock.policy_version, clock.clock)
+    found: frozenset[str] | None = book.derived.get(key)
+    if found is None:
+        found = book.derived[key] = frozenset(clock_config(book, clock).triggers())
+    return found
 
 
 def _restart_on_new_facts(
