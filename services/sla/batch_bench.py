@@ -9,6 +9,11 @@ CPU, not wall time (others may share the cores): this process's ``time.process_t
 PostgreSQL backend's CPU (psutil, user + system) over the handled batches, in several passes of new cases
 (the median and the lowest are reported: others' load on the machine only ever adds), after warm-up cases and
 an ANALYZE, as a running database has statistics.
+
+Measured on the 2-core machine (local PostgreSQL, 3 passes of 1,500 cases, lowest pass; each figure the median of 3
+runs alternating with the handler as it was before the performance work, cc53d58), ms of CPU per consumed event,
+worker + PostgreSQL backend: batches of 150: 0.204 + 0.056 = 0.256 before, 0.085 + 0.034 = 0.119 after; batches of
+500: 0.245 before, 0.108 after; batches of 50: 0.312 before, 0.164 after.
 """
 
 from __future__ import annotations
