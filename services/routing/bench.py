@@ -17,12 +17,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
-import os
 import random
 import sys
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -39,6 +37,7 @@ from services.intake.logic import Accepted, normalise
 from services.routing.app import Router
 from services.routing.rules import load_rules
 from services.runtime.db import connect_pool
+from services.runtime.db import scratch_database as runtime_scratch_database
 from services.runtime.deadletter import InboundMessage
 from services.runtime.embedded import start_embedded_database
 from services.runtime.settings import Settings
@@ -84,26 +83,18 @@ def triaged_messages(count: int, topic: str, seed: int = 2026) -> list[InboundMe
 
 @asynccontextmanager
 async def scratch_database() -> AsyncIterator[str]:
-    configured = os.environ.get("PARLEY_DATABASE_URL") or os.environ.get("DATABASE_URL")
-    if not configured:
-        with tempfile.TemporaryDirectory(prefix="parley-bench-") as directory:
-            database = start_embedded_database(Path(directory) / "pg", delete_on_stop=True)
-            try:
-                yield database.url
-            finally:
-                database.stop()
+    """A database of this bench's own: on the configured server, else on an embedded one."""
+    configured = Settings().database_url
+    if configured is not None:
+        async with runtime_scratch_database(configured.get_secret_value(), "routing") as url:
+            yield url
         return
-    name = f"parley_bench_routing_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(configured)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    scheme, _, rest = configured.partition("://")
-    authority, _, tail = rest.partition("/")
-    _, question, query = tail.partition("?")
-    try:
-        yield f"{scheme}://{authority}/{name}{question}{query}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as directory:
+        database = start_embedded_database(Path(directory) / "pg", delete_on_stop=True)
+        try:
+            yield database.url
+        finally:
+            database.stop()
 
 
 async def backend_cpu_seconds(pool: asyncpg.Pool) -> dict[int, float]:

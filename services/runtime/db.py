@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -189,3 +190,24 @@ async def add_to_outbox(conn: DbConnection, source: str, records: list[Record]) 
     )
     # Delivered at commit: wakes the relay without waiting for its next poll.
     await conn.execute("SELECT pg_notify($1, $2)", OUTBOX_CHANNEL, source)
+
+
+def database_named(server_url: str, name: str) -> str:
+    """The same server URL, naming another database (host:port and socket URLs alike)."""
+    scheme, _, rest = server_url.partition("://")
+    authority, slash, path_and_query = rest.partition("/")
+    _, question, query = path_and_query.partition("?")
+    return f"{scheme}://{authority}/{name}{question}{query}" if slash else f"{server_url}/{name}"
+
+
+@asynccontextmanager
+async def scratch_database(server_url: str, label: str) -> AsyncIterator[str]:
+    """A database of its own on ``server_url`` for a benchmark, dropped afterwards; yields its URL."""
+    name = f"parley_bench_{label}_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(server_url)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield database_named(server_url, name)
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()

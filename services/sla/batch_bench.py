@@ -50,7 +50,7 @@ from schemas.tracking import (
     CaseTriagedStepEvent,
 )
 from schemas.values import CaseStatus, Category, Jurisdiction, Priority, Queue
-from services.runtime.db import connect_pool
+from services.runtime.db import connect_pool, database_named
 from services.runtime.deadletter import InboundMessage
 from services.runtime.embedded import start_embedded_database
 from services.runtime.settings import Settings
@@ -246,11 +246,8 @@ async def run(args: argparse.Namespace) -> list[Figures]:
         name = f"parley_sla_batch_bench_{uuid.uuid4().hex[:8]}"
         admin = await asyncpg.connect(server_url)
         await admin.execute(f'CREATE DATABASE "{name}"')
-        scheme, _, rest = server_url.partition("://")
-        authority, _, tail = rest.partition("/")
-        _, question, query = tail.partition("?")
         try:
-            return await measure(f"{scheme}://{authority}/{name}{question}{query}", args)
+            return await measure(database_named(server_url, name), args)
         finally:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             await admin.close()

@@ -39,7 +39,7 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas import topics
 from schemas.values import ClockName
-from services.runtime.db import connect_pool
+from services.runtime.db import connect_pool, database_named
 from services.runtime.embedded import die_with_parent, start_embedded_broker, start_embedded_database
 from services.runtime.kafka import ensure_topics
 from services.runtime.settings import Settings
@@ -270,10 +270,7 @@ async def run(args: argparse.Namespace) -> Figures:
         name = f"parley_sla_bench_{uuid.uuid4().hex[:8]}"
         admin = await asyncpg.connect(server_url)
         await admin.execute(f'CREATE DATABASE "{name}"')
-        scheme, _, rest = server_url.partition("://")
-        authority, _, tail = rest.partition("/")
-        _, question, query = tail.partition("?")
-        url = f"{scheme}://{authority}/{name}{question}{query}"
+        url = database_named(server_url, name)
         prefix = f"bench-{uuid.uuid4().hex[:6]}."
         pool = await connect_pool(url, min_size=1, max_size=2)
         worker: subprocess.Popen[bytes] | None = None

@@ -26,6 +26,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import ConsumerRecord
 
 from schemas import topics
+from services.runtime.db import database_named
 from services.runtime.embedded import die_with_parent, start_embedded_broker, start_embedded_database
 from services.runtime.kafka import ensure_topics
 from services.runtime.settings import Settings
@@ -53,14 +54,6 @@ def database_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[st
     database.stop()
 
 
-def _with_database(url: str, name: str) -> str:
-    """The same server URL, naming another database (works for host:port and socket URLs)."""
-    scheme, _, rest = url.partition("://")
-    authority, slash, path_and_query = rest.partition("/")
-    _, question, query = path_and_query.partition("?")
-    return f"{scheme}://{authority}/{name}{question}{query}" if slash else f"{url}/{name}"
-
-
 @pytest.fixture
 async def database_url(database_server_url: str) -> AsyncIterator[str]:
     name = f"parley_test_{uuid.uuid4().hex[:12]}"
@@ -69,7 +62,7 @@ async def database_url(database_server_url: str) -> AsyncIterator[str]:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    yield _with_database(database_server_url, name)
+    yield database_named(database_server_url, name)
     admin = await asyncpg.connect(database_server_url)
     try:
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

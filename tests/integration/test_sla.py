@@ -56,8 +56,9 @@ from schemas.tracking import (
     PlanAcceptedEvent,
 )
 from schemas.values import CaseStatus, Category, ClockName, ContactChannel, Jurisdiction, Priority, Queue, Resolution
+from services.runtime.db import database_named
 from services.runtime.kafka import ensure_topics
-from tests.integration.conftest import Pipeline, _with_database, read_topic
+from tests.integration.conftest import Pipeline, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -316,7 +317,7 @@ async def test_cases_run_to_warning_breach_and_escalation_once_each_with_two_wor
     await admin.execute(f'CREATE DATABASE "{replay_db}"')
     replay = Pipeline(
         pipeline.bootstrap_servers,
-        _with_database(database_server_url, replay_db),
+        database_named(database_server_url, replay_db),
         f"replay-{uuid.uuid4().hex[:6]}.",
         tmp_path / "replay",
     )
