@@ -98,6 +98,10 @@ def _peak_rss_mib(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
+Prepared = tuple[str, bytes | None, bytes, uuid.UUID]
+"""A message ready to publish: topic, key, value, and the feedback id intake will give it."""
+
+
 class Load:
     """Simulated valid traffic at a fixed rate; remembers when each feedback was published."""
 
@@ -112,26 +116,36 @@ class Load:
         self._sequence = 0
         self.published_at: dict[uuid.UUID, float] = {}
 
-    async def offer(self, rate: float, seconds: float) -> int:
+    def prepare(self, count: int) -> list[Prepared]:
+        """The next ``count`` messages, made before the clock starts: the channel systems that write them run
+        elsewhere in production, so making them must not take the pipeline's CPU while it is measured."""
         channels, weights = list(CHANNEL_WEIGHTS), list(CHANNEL_WEIGHTS.values())
+        prepared = []
+        for _ in range(count):
+            channel = self._rng.choices(channels, weights)[0]
+            message = generate(
+                channel,
+                self._rng,
+                datetime.now(UTC),
+                self._sequence,
+                malformed_share=0.0,
+                run_id=self._run_id,
+                memory=self._memory,
+            )
+            self._sequence += 1
+            topic = self._settings.topic(topics.raw_topic(message.channel))
+            prepared.append((topic, message.key, message.value, feedback_id(channel, message.message_id)))
+        return prepared
+
+    async def offer(self, rate: float, seconds: float, prepared: list[Prepared] | None = None) -> int:
+        if prepared is None:
+            prepared = self.prepare(int(rate * seconds) + 1)
         loop = asyncio.get_running_loop()
         started, sent, pending = loop.time(), 0, []
         while (elapsed := loop.time() - started) < seconds:
-            for _ in range(int(elapsed * rate) - sent):
-                channel = self._rng.choices(channels, weights)[0]
-                message = generate(
-                    channel,
-                    self._rng,
-                    datetime.now(UTC),
-                    self._sequence,
-                    malformed_share=0.0,
-                    run_id=self._run_id,
-                    memory=self._memory,
-                )
-                self._sequence += 1
-                self.published_at[feedback_id(channel, message.message_id)] = time.time()
-                topic = self._settings.topic(topics.raw_topic(message.channel))
-                pending.append(await self._producer.send(topic, value=message.value, key=message.key))
+            for topic, key, value, feedback in prepared[sent : min(int(elapsed * rate), len(prepared))]:
+                self.published_at[feedback] = time.time()
+                pending.append(await self._producer.send(topic, value=value, key=key))
                 sent += 1
             if len(pending) > 2000:
                 await asyncio.gather(*pending)
@@ -182,9 +196,10 @@ async def _step(pool: asyncpg.Pool, load: Load, rate: float, seconds: float, wor
     published over the time it took to persist it all.
     """
     before = await _persisted(pool)
+    prepared = load.prepare(int(rate * seconds) + 1)
     cpu_before = _cpu_by_process(workers)
     started = time.monotonic()
-    published = await load.offer(rate, seconds)
+    published = await load.offer(rate, seconds, prepared)
     offered_for = time.monotonic() - started
     allowance = max(DRAIN_ALLOWANCE_SECONDS, 0.2 * seconds)
     done = await _wait_for(pool, before + published, timeout_seconds=allowance + seconds + 30)

@@ -1,11 +1,10 @@
-"""Intake's faust agent: the only place intake touches topics."""
+"""Intake's consumer: the only place intake touches topics."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from datetime import UTC, datetime
-from typing import Any
 
 from schemas import topics
 from schemas.channels import Channel
@@ -87,10 +86,6 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
             )
         )
 
-    raw_topics = app.topic(*channel_by_topic)
-
-    @app.agent(raw_topics, name="intake")
-    async def intake(stream: Any) -> None:
-        await app.consume(stream, handle)
+    app.consume_topics(channel_by_topic, handle)
 
     return app

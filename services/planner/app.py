@@ -1,4 +1,4 @@
-"""Planner's faust agent: the only place the planner touches topics.
+"""Planner's consumer: the only place the planner touches topics.
 
 Stateless apart from idempotency: each plan.requested gives one plan.proposed (key = case id), whose
 event id is derived from the request event's id. In one transaction the planner records the request
@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic_core import to_json
 
@@ -94,8 +93,6 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
         if repeats:
             log.info("repeated plan requests skipped", extra={"processor": PROCESSOR, "repeats": repeats})
 
-    @app.agent(app.topic(*consumed_topics(settings)), name="planner")
-    async def planner(stream: Any) -> None:
-        await app.consume(stream, handle)
+    app.consume_topics(consumed_topics(settings), handle)
 
     return app

@@ -1,4 +1,4 @@
-"""Routing's faust agent and escalation timer: the only place routing touches topics.
+"""Routing's consumer and escalation timer: the only place routing touches topics.
 
 One agent reads ``case.triaged`` and ``agent.actions`` (case_accepted, merge_undone, resolved,
 reopened; other actions are not routing's business) in batches; each batch is one transaction:
@@ -338,9 +338,7 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
     async def handle(messages: list[InboundMessage]) -> None:
         app.counters.update(await the_router().handle(messages))
 
-    @app.agent(app.topic(*consumed_topics(settings)), name="routing")
-    async def routing_agent(stream: Any) -> None:
-        await app.consume(stream, handle)
+    app.consume_topics(consumed_topics(settings), handle)
 
     @app.timer(interval=settings.routing_timer_poll_seconds)  # type: ignore[untyped-decorator]
     async def escalate() -> None:

@@ -107,6 +107,9 @@ def new_producer(settings: Settings, bootstrap_servers: str, **overrides: Any) -
         "acks": "all",
         "enable_idempotence": False,
         "linger_ms": 5,
+        # The client's default (16 KiB) fills after a dozen events; a full batch makes every further send wait
+        # for a round trip. Half of Kafka's default max.message.bytes (1 MB) holds a processor's whole batch.
+        "max_batch_size": 512 * 1024,
         "max_request_size": settings.kafka_max_message_bytes + 64 * 1024,
     }
     options.update(overrides)

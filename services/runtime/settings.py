@@ -62,6 +62,11 @@ class Settings(BaseSettings):
     kafka_heartbeat_interval_seconds: PositiveFloat | None = Field(
         default=None, description="Unset: a quarter of the session timeout, at most 3 s."
     )
+    kafka_fetch_max_wait_ms: PositiveInt | None = Field(
+        default=None,
+        description="Longest the broker holds a fetch that finds nothing; unset: 100 ms embedded (it answers a "
+        "waiting fetch only when the wait ends, so this is the latency of an idle hop), 500 ms on Kafka.",
+    )
     kafka_max_message_bytes: PositiveInt = Field(
         default=10 * 1024 * 1024, description="Largest record on raw and rejected topics."
     )
@@ -187,6 +192,11 @@ class Settings(BaseSettings):
         if self.kafka_heartbeat_interval_seconds is not None:
             return self.kafka_heartbeat_interval_seconds
         return min(self.session_timeout_seconds() / 4, 3.0)
+
+    def fetch_max_wait_ms(self) -> int:
+        if self.kafka_fetch_max_wait_ms is not None:
+            return self.kafka_fetch_max_wait_ms
+        return 100 if self.uses_embedded_broker else 500
 
     def pii_key(self) -> bytes:
         return self.pii_token_key.get_secret_value().encode()

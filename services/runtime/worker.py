@@ -1,9 +1,9 @@
 """A processor's worker: a faust app plus the shared runtime around it.
 
-Every agent hands each record to ``ProcessorApp.process``, which decides its fate:
-success, dead letter (permanent error, or a bug), or retry with capped exponential backoff
-(transient error). An exception never reaches faust, whose default would be to log, ack and
-drop the record.
+faust runs the worker's life (signals, timers, tasks); records come in through a
+services.runtime.consumer.BatchConsumer, which hands every batch to ``ProcessorApp.process``. That
+decides each record's fate: success, dead letter (permanent error, or a bug), or retry with capped
+exponential backoff (transient error). An offset is committed only once its record's fate is decided.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import contextlib
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 
 from schemas import topics
 from services.runtime import metrics
+from services.runtime.consumer import BatchConsumer, Handler
 from services.runtime.db import connect_pool
 from services.runtime.deadletter import InboundMessage, dead_letter_record
 from services.runtime.errors import PermanentError, RetryableError
@@ -35,9 +36,6 @@ from services.runtime.outbox import OutboxRelay
 from services.runtime.settings import Settings
 
 log = logging.getLogger(__name__)
-
-Handler = Callable[[list[InboundMessage]], Awaitable[None]]
-"""Handles a batch of records, in order; raises to say what went wrong (see services.runtime.errors)."""
 
 # PostgreSQL errors by SQLSTATE class: 08 connection, 40 transaction rollback (serialisation, deadlock),
 # 53 insufficient resources, 57 operator intervention (shutdown, failover, cannot connect now).
@@ -56,6 +54,10 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 # Readiness asks the database for ``SELECT 1`` and gives up after this long: a pool so busy or a
 # server so slow that it cannot answer in time is not ready either.
 READINESS_DATABASE_TIMEOUT_SECONDS = 2.0
+
+# On a stop, the batch in hand may finish for this long; after that it is abandoned uncommitted (and
+# read again by whoever takes the partition over).
+STOP_GRACE_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,10 @@ def _faust_credentials(security: dict[str, Any]) -> Any:
 
 
 class ProcessorApp(faust.App):
-    """One processor: its faust app id is its consumer group; it owns a pool, a producer and a relay.
+    """One processor: its app id is its consumer group; it owns a pool, a producer, a consumer and a relay.
+
+    ``consume_topics`` names what it reads and the handler for it; faust's own consumer and
+    producer stay off (see services.runtime.consumer for why).
 
     With ``PARLEY_HTTP_PORT`` set it also serves ``/healthz``, ``/readyz`` and ``/metrics``
     (services.runtime.health); every record it takes, publishes, retries or dead-letters is counted
@@ -127,6 +132,7 @@ class ProcessorApp(faust.App):
         Path(options["datadir"]).parent.mkdir(parents=True, exist_ok=True)
         # The app id is the consumer group: prefixed like the topics, so deployments sharing a cluster stay apart.
         super().__init__(settings.topic(f"parley-{processor}"), **options)
+        self.boot_strategy = self.BootStrategy(self, enable_kafka=False, enable_web=False)
         self.processor = processor
         self.settings = settings
         self.connections = connections
@@ -143,9 +149,18 @@ class ProcessorApp(faust.App):
         self._started_monotonic = time.monotonic()
         self._producer_running = False
         self._worker_started = False
-        self._assignment_received = False
         self._batches_started: dict[int, float] = {}  # batches in the handler now, by id: when each came in
-        self.on_partitions_assigned.connect(self._note_assignment)
+        self._handlers: dict[str, Handler] = {}
+        self._batch_consumer: BatchConsumer | None = None
+        self._consumer_task: asyncio.Task[None] | None = None
+        self._crash_task: asyncio.Future[None] | None = None
+
+    def consume_topics(self, topic_names: Iterable[str], handler: Handler) -> None:
+        """Read these topics (full names) and hand their records to ``handler`` in batches, in order."""
+        for name in topic_names:
+            if name in self._handlers:
+                raise ValueError(f"topic {name} already has a handler")
+            self._handlers[name] = handler
 
     @property
     def http_port(self) -> int | None:
@@ -203,11 +218,31 @@ class ProcessorApp(faust.App):
                 topic_prefix=self.settings.kafka_topic_prefix,
             )
             self._relay_task = asyncio.ensure_future(self.relay.run())
+        if self._handlers:
+            self._batch_consumer = BatchConsumer(
+                self.settings, self.connections.bootstrap_servers, self.conf.id, self._handlers, self.process
+            )
+            await self._batch_consumer.start()
+            self._consumer_task = asyncio.ensure_future(self._batch_consumer.run())
+            self._consumer_task.add_done_callback(self._on_consumer_done)
         self._worker_started = True
         log.info("worker ready", extra={"processor": self.processor})
 
+    def _on_consumer_done(self, task: asyncio.Task[None]) -> None:
+        if task.cancelled() or task.exception() is None:
+            return
+        exception = task.exception()
+        assert exception is not None
+        log.error(
+            "consumer stopped by an error", extra={"processor": self.processor, "error": type(exception).__name__}
+        )
+        # A worker that no longer consumes must not look alive: crashed fails /healthz and stops the worker.
+        self._crash_task = asyncio.ensure_future(self.crash(exception))
+
     async def on_stop(self) -> None:
         self._worker_started = False
+        if self._batch_consumer is not None:
+            await self._batch_consumer.stop(STOP_GRACE_SECONDS, self._consumer_task)
         await super().on_stop()
         if self._relay_task is not None:
             self._relay_task.cancel()
@@ -224,9 +259,6 @@ class ProcessorApp(faust.App):
 
     # ---- health and metrics ----
 
-    async def _note_assignment(self, _sender: Any, /, *_args: Any, signal: Any, **_kwargs: Any) -> None:
-        self._assignment_received = True
-
     async def liveness(self) -> Status:
         """Alive while the event loop answers and the worker has not crashed (a retrying worker is alive)."""
         return Status(
@@ -241,7 +273,8 @@ class ProcessorApp(faust.App):
         (``partitions`` says 0), which must not hold up a rolling update.
         """
         started = self._worker_started
-        assignment = self._assignment_received and not self.rebalancing
+        consumer = self._batch_consumer
+        assignment = consumer is not None and consumer.assignment_received and not consumer.rebalancing
         producer = self._producer_running
         database = await self._database_reachable()
         return Status(
@@ -280,32 +313,17 @@ class ProcessorApp(faust.App):
 
     def partition_lags(self) -> list[metrics.PartitionLag]:
         """Per assigned partition: fetch high watermark minus committed offset (see metrics.partition_lag)."""
-        if not self._worker_started:
+        consumer = self._batch_consumer
+        if not self._worker_started or consumer is None:
             return []
-        consumer = self.consumer
-        try:
-            assigned = consumer.assignment()
-        except Exception:  # the consumer thread is between generations or stopping
-            return []
-        # faust keeps these per partition; read with .get, which never inserts into its defaultdicts.
-        committed_offsets = getattr(consumer, "_committed_offset", {})
-        read_offsets = getattr(consumer, "_read_offset", {})
         return [
             metrics.PartitionLag(
                 self._topic_label(tp.topic),
                 tp.partition,
-                metrics.partition_lag(_highwater(consumer, tp), committed_offsets.get(tp), read_offsets.get(tp)),
+                metrics.partition_lag(consumer.highwater(tp), consumer.committed.get(tp), consumer.last_read.get(tp)),
             )
-            for tp in sorted(assigned)
+            for tp in sorted(consumer.assigned)
         ]
-
-    async def consume(self, stream: Any, handler: Handler) -> None:
-        """The body of every agent: records in batches, in order, through ``process``.
-
-        faust acks a batch only after this returns from it, so a crash mid-batch redelivers it.
-        """
-        async for events in stream.take_events(self.settings.batch_max_records, self.settings.batch_max_wait_seconds):
-            await self.process([_inbound(event.message) for event in events], handler)
 
     async def process(self, messages: list[InboundMessage], handler: Handler) -> None:
         """Run ``handler`` on the batch; retry it while failures are transient.
@@ -402,45 +420,47 @@ class ProcessorApp(faust.App):
         )
 
     async def publish_all(self, records: list[Record]) -> None:
-        """Publish records and wait for every ack (sent together, so one batch costs one round trip)."""
-        await asyncio.gather(*(self.publish_now(record) for record in records))
+        """Publish records and wait for every ack, retrying what failed until it is acked: nothing is lost.
 
-    async def publish_now(self, record: Record) -> None:
-        """Publish and wait for the broker's ack, retrying until it comes: the record is not lost."""
+        All are queued before any is awaited, so a batch costs a few produce requests, not one per record.
+        A retry may publish a record twice; consumers drop the repeat by event id.
+        """
         assert self._direct_producer is not None
+        pending = records
         backoff = self.settings.retry_initial_backoff_seconds
-        while True:
+        while pending:
+            outcomes: list[BaseException | object]
             try:
-                await self._direct_producer.send_and_wait(
-                    record.topic, value=record.value, key=record.key, headers=record.headers
-                )
-                metrics.EVENTS_OUT.labels(self.processor, self._topic_label(record.topic)).inc()
-                return
+                deliveries = [
+                    await self._direct_producer.send(
+                        record.topic, value=record.value, key=record.key, headers=record.headers
+                    )
+                    for record in pending
+                ]
+                outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
             except KafkaError as exc:
+                outcomes = [exc] * len(pending)
+            failed: list[Record] = []
+            published: Counter[str] = Counter()
+            for record, outcome in zip(pending, outcomes, strict=True):
+                if isinstance(outcome, KafkaError):
+                    failed.append(record)
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                else:
+                    published[record.topic] += 1
+            for topic, count in published.items():
+                metrics.EVENTS_OUT.labels(self.processor, self._topic_label(topic)).inc(count)
+            if failed:
                 metrics.RETRIES.labels(self.processor, "publish").inc()
-                log.warning("publish failed; retrying", extra={"topic": record.topic, "error": type(exc).__name__})
+                log.warning("publish failed; retrying", extra={"records": len(failed), "topic": failed[0].topic})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, self.settings.retry_max_backoff_seconds)
+            pending = failed
 
-
-def _highwater(consumer: Any, tp: Any) -> int | None:
-    try:
-        highwater = consumer.highwater(tp)
-    except Exception:  # revoked since assignment() answered (aiokafka asserts), or the consumer is stopping
-        return None
-    return int(highwater) if highwater is not None else None
-
-
-def _inbound(raw: Any) -> InboundMessage:
-    return InboundMessage(
-        topic=raw.topic,
-        partition=raw.partition,
-        offset=raw.offset,
-        key=raw.key,
-        value=raw.value if raw.value is not None else b"",
-        headers=[(name, value or b"") for name, value in (raw.headers or [])],
-        timestamp_ms=int(raw.timestamp * 1000) if raw.timestamp else None,
-    )
+    async def publish_now(self, record: Record) -> None:
+        """Publish one record and wait for the broker's ack, retrying until it comes: the record is not lost."""
+        await self.publish_all([record])
 
 
 def run_worker(app: ProcessorApp) -> None:

@@ -442,9 +442,7 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
         app.counters["sla_events"] += result.events
         app.counters["sla_alerts"] += len(result.alerts)
 
-    @app.agent(app.topic(*consumed_topics(settings)), name="sla")
-    async def sla_agent(stream: Any) -> None:
-        await app.consume(stream, handle)
+    app.consume_topics(consumed_topics(settings), handle)
 
     @app.task  # type: ignore[untyped-decorator]
     async def poller() -> None:
@@ -461,8 +459,6 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
             await sender.send(alerts)
             app.counters["alertmanager_alerts"] += len(alerts)
 
-        @app.agent(app.topic(settings.topic(topics.SLA_ALERTS)), name="sla-alertmanager")
-        async def alertmanager_agent(stream: Any) -> None:
-            await app.consume(stream, forward)
+        app.consume_topics([settings.topic(topics.SLA_ALERTS)], forward)
 
     return app

@@ -1,4 +1,4 @@
-"""Tracker's faust agent and timer: the only place the tracker touches topics.
+"""Tracker's consumer and timer: the only place the tracker touches topics.
 
 One agent reads every ``case.routed.<queue>`` topic, ``agent.actions`` and ``plan.proposed`` in
 batches; each batch is one transaction (claims, state, audit trail, outbox). A timer fires due
@@ -211,9 +211,7 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
         app.counters.update(counts)
         _count(counts)
 
-    @app.agent(app.topic(*consumed_topics(settings)), name="tracker")
-    async def tracker_agent(stream: Any) -> None:
-        await app.consume(stream, handle)
+    app.consume_topics(consumed_topics(settings), handle)
 
     @app.timer(interval=settings.tracker_timer_poll_seconds)  # type: ignore[untyped-decorator]
     async def fire_timers() -> None:

@@ -1,4 +1,4 @@
-"""Triage's faust agent: the only place triage touches topics.
+"""Triage's consumer: the only place triage touches topics.
 
 Triage changes no state: each feedback.received gives one case.triaged, published before the
 batch is acknowledged, with an event id derived from the feedback's (a redelivery repeats the
@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
 
 from schemas import topics
 from schemas.channels import SocialDetails
@@ -83,8 +82,6 @@ def create_app(settings: Settings, connections: Connections) -> ProcessorApp:
             records.append(event_record(triaged_topic, key, event))
         await app.publish_all(records)
 
-    @app.agent(app.topic(*consumed_topics(settings)), name="triage")
-    async def triage_agent(stream: Any) -> None:
-        await app.consume(stream, handle)
+    app.consume_topics(consumed_topics(settings), handle)
 
     return app
