@@ -119,7 +119,13 @@ async def connect_pool(url: str, *, min_size: int, max_size: int, timeout_second
     while True:
         try:
             pool: asyncpg.Pool = await asyncpg.create_pool(
-                url, min_size=min_size, max_size=max_size, init=_init_connection
+                url,
+                min_size=min_size,
+                max_size=max_size,
+                init=_init_connection,
+                # Short statements over batches: a misestimated cost (a queue table between vacuums) would
+                # otherwise spend tens of milliseconds compiling a plan that runs for one.
+                server_settings={"jit": "off"},
             )
             break
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:

@@ -235,9 +235,10 @@ class WorkerCollector:
     disappears from this one's series instead of freezing at its last value.
 
     The lag is what the worker knows from its own fetches. A worker whose handler is stuck stops
-    fetching the partitions it holds records of (faust pauses them until they drain), so its lag
-    stops growing at what it fetched: ``parley_oldest_batch_age_seconds`` and retries show that
-    case, and the broker-side lag (KEDA, kafka-consumer-groups) keeps counting.
+    fetching the partitions it holds records of (aiokafka fetches a partition again only once its
+    buffered records are taken), so its lag stops growing at what it fetched:
+    ``parley_oldest_batch_age_seconds`` and retries show that case, and the broker-side lag (KEDA,
+    kafka-consumer-groups) keeps counting.
     """
 
     def __init__(self) -> None:

@@ -157,7 +157,7 @@ async def test_metrics_count_what_intake_handled_and_probes_follow_its_start(
     assert await worker.total("parley_batch_records_sum", processor="intake") == taken
     assert await worker.total("parley_processing_seconds_count", processor="intake") >= 1
     assert await worker.total("parley_retries_total") == 0
-    # Committed within faust's commit interval (about 3 s): then nothing is left behind.
+    # Committed as each batch is handled: then nothing is left behind.
     assert await worker.wait_for("parley_consumer_lag", 0, processor="intake") == 0
     assert await worker.total("parley_assigned_partitions", processor="intake") == 36
     assert await worker.total("parley_outbox_backlog", source="intake") == 0
@@ -209,7 +209,7 @@ async def test_readiness_follows_the_database_and_lag_shows_what_waits(
         alive = await worker.probe("/healthz")
         assert alive is not None
         assert alive.status == 200, "a worker waiting for its database is alive"
-        # The records fetched but not handled show as lag (faust stops fetching a partition while records of it
+        # The records fetched but not handled show as lag (aiokafka stops fetching a partition while records of it
         # wait in its buffer, so the lag counts what was fetched: at most what waits), and the batch ages.
         deadline = time.monotonic() + 30
         while (lag := await worker.total("parley_consumer_lag", processor="intake")) == 0:
