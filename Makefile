@@ -50,12 +50,13 @@ train-triage: $(STAMP) ## Retrain the triage classifiers from services/triage/da
 eval-triage: $(STAMP) ## Score triage on the frozen evaluation set
 	$(BIN)/python -m services.triage.evaluate
 
-bench: $(STAMP) ## Benchmarks: triage texts/s, routing and tracker cases/s, planner requests/s, SLA timers (1M armed), then the whole pipeline (sustained events/s, latency, CPU and memory; .parley/bench/pipeline.json and .png)
+bench: $(STAMP) ## Benchmarks: triage texts/s, routing and tracker cases/s, planner requests/s, SLA timers (1M armed), CPU per record of faust's stream path against the batch consumer, then the whole pipeline (sustained events/s, latency, CPU and memory; .parley/bench/pipeline.json and .png)
 	$(BIN)/python -m services.triage.bench
 	$(BIN)/python -m services.routing.bench
 	$(BIN)/python -m services.tracker.bench
 	$(BIN)/python -m services.planner.bench
 	$(BIN)/python -m services.sla.bench
+	$(BIN)/python -m services.benchmark.consumers
 	$(BIN)/python -m services.benchmark.pipeline
 
 clean: ## Remove .venv and local state under .parley/
