@@ -9,7 +9,6 @@ escalates cases nobody accepted within their target's timeout.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 from collections import Counter
@@ -33,6 +32,7 @@ from services.routing import logic, store
 from services.routing.logic import Alert, Delivery, Lane, Output, RoutingState
 from services.routing.rules import RoutingRules, load_rules
 from services.runtime import metrics
+from services.runtime.collector import BATCH_YOUNG_COLLECTION_THRESHOLD, tune_for_batches
 from services.runtime.db import transaction
 from services.runtime.deadletter import InboundMessage
 from services.runtime.errors import PermanentError
@@ -123,31 +123,6 @@ def wanted_for(events: list[Routed]) -> store.Wanted:
     return wanted
 
 
-class _Heap:
-    frozen = False
-
-
-YOUNG_COLLECTION_THRESHOLD = 10_000
-
-
-def freeze_heap_once() -> None:
-    """Tune the cycle collector for batches, once, when the worker handles its first one.
-
-    What is alive then (modules, the app, clients: about 100,000 objects) is frozen out of its way: each batch
-    leaves objects that age into the oldest generation, and every full collection walked all of those again,
-    tens of microseconds per event. They live as long as the process; garbage they become later is still freed
-    by reference counting. A batch allocates tens of thousands of short-lived objects: at the default
-    threshold (700) the young generation was collected ~80 times per 1,000 events, walking the batch's live
-    state each time (~11 µs per event); at 10,000 most of it is freed before a collection sees it (~2 µs).
-    """
-    if not _Heap.frozen:
-        _Heap.frozen = True
-        gc.collect()
-        gc.freeze()
-        _, older, oldest = gc.get_threshold()
-        gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
-
-
 @dataclass(frozen=True)
 class Outcome:
     deliveries: Counter[str]
@@ -184,7 +159,7 @@ class Router:
         return parsed
 
     async def handle(self, messages: list[InboundMessage]) -> Counter[str]:
-        freeze_heap_once()
+        tune_for_batches(young_threshold=BATCH_YOUNG_COLLECTION_THRESHOLD)
         parsed: dict[str, tuple[Routed, bytes]] = {}  # by event id, as claimed
         for message in messages:
             event = self.parse(message)

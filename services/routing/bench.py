@@ -19,11 +19,8 @@ import asyncio
 import cProfile
 import random
 import sys
-import tempfile
 import time
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -37,9 +34,8 @@ from services.intake.logic import Accepted, normalise
 from services.routing.app import Router
 from services.routing.rules import load_rules
 from services.runtime.db import connect_pool
-from services.runtime.db import scratch_database as runtime_scratch_database
 from services.runtime.deadletter import InboundMessage
-from services.runtime.embedded import start_embedded_database
+from services.runtime.infra import bench_database
 from services.runtime.settings import Settings
 from services.simulator.app import CHANNEL_WEIGHTS
 from services.simulator.logic import Memory, generate
@@ -79,22 +75,6 @@ def triaged_messages(count: int, topic: str, seed: int = 2026) -> list[InboundMe
         key = (feedback.data.customer_ref or str(feedback.id)).encode()
         records.append(InboundMessage(topic, 0, offset, key, event.to_json_bytes(), []))
     return records
-
-
-@asynccontextmanager
-async def scratch_database() -> AsyncIterator[str]:
-    """A database of this bench's own: on the configured server, else on an embedded one."""
-    configured = Settings().database_url
-    if configured is not None:
-        async with runtime_scratch_database(configured.get_secret_value(), "routing") as url:
-            yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="parley-bench-") as directory:
-        database = start_embedded_database(Path(directory) / "pg", delete_on_stop=True)
-        try:
-            yield database.url
-        finally:
-            database.stop()
 
 
 async def backend_cpu_seconds(pool: asyncpg.Pool) -> dict[int, float]:
@@ -143,7 +123,7 @@ async def run(count: int, batch: int, warm_up: int, profile: Path | None) -> Non
             f"{key.removeprefix('channel_')} {n:,}" for key, n in sorted(mix.items()) if key.startswith("channel_")
         )
     )
-    async with scratch_database() as url:
+    async with bench_database("routing") as url:
         # Both connections open from the start, so every backend's CPU is counted from before the timed run.
         pool = await connect_pool(url, min_size=2, max_size=2)
         try:

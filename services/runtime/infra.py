@@ -5,9 +5,12 @@ from __future__ import annotations
 import cProfile
 import logging
 import os
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager
+import tempfile
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack, asynccontextmanager, contextmanager
+from pathlib import Path
 
+from services.runtime.db import scratch_database
 from services.runtime.embedded import start_embedded_broker, start_embedded_database
 from services.runtime.logs import configure_logging
 from services.runtime.settings import Settings
@@ -36,6 +39,24 @@ def provide_connections(settings: Settings) -> Iterator[Connections]:
             stack.callback(database.stop)
             database_url = database.url
         yield Connections(bootstrap_servers=bootstrap, database_url=database_url)
+
+
+@asynccontextmanager
+async def bench_database(label: str) -> AsyncIterator[str]:
+    """A database of a benchmark's own, dropped afterwards: on the configured server, else on an embedded one
+    started for it and removed with it. Yields its URL."""
+    configured = Settings().database_url
+    if configured is not None:
+        async with scratch_database(configured.get_secret_value(), label) as url:
+            yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="parley-bench-") as directory:
+        database = start_embedded_database(Path(directory) / "pg", delete_on_stop=True)
+        try:
+            async with scratch_database(database.url, label) as url:
+                yield url
+        finally:
+            database.stop()
 
 
 def serve(create_app: Callable[[Settings, Connections], ProcessorApp]) -> None:

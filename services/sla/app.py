@@ -11,7 +11,6 @@ handing it to the pure logic; deadlines themselves come from event times. With
 from __future__ import annotations
 
 import asyncio
-import gc
 import logging
 import operator
 import uuid
@@ -29,6 +28,7 @@ from schemas.base import ConsumedModel
 from schemas.envelope import CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE, CloudEventAttributes
 from schemas.tracking import CaseMergedEvent, CaseOpenedEvent, CaseRoutedStepEvent, CaseTriagedStepEvent
 from services.runtime import metrics
+from services.runtime.collector import BATCH_YOUNG_COLLECTION_THRESHOLD, tune_for_batches
 from services.runtime.deadletter import InboundMessage
 from services.runtime.errors import ConfigurationError, PermanentError
 from services.runtime.kafka import Record
@@ -232,30 +232,6 @@ def _event_of(parsed: Any, trigger: str) -> SlaEvent:
     )
 
 
-YOUNG_COLLECTION_THRESHOLD = 10_000
-
-
-class _Collector:
-    tuned = False
-
-
-def tune_collector_once() -> None:
-    """Tune the cycle collector for batches, once, when the worker handles its first one (as routing does).
-
-    What is alive then (modules, the app, its clients, the policy book) is frozen out of its way: those objects
-    live as long as the process, and every full collection walked them all again. A batch allocates tens of
-    thousands of short-lived objects (events, clock states, alerts, rows): at the default young-generation
-    threshold (700) the collector ran hundreds of times per batch of a few hundred events, walking the batch's
-    live state each time; at 10,000 reference counting frees most of it first. Cyclic garbage is still collected.
-    """
-    if not _Collector.tuned:
-        _Collector.tuned = True
-        gc.collect()
-        gc.freeze()
-        _, older, oldest = gc.get_threshold()
-        gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, older, oldest)
-
-
 @dataclass
 class BatchResult:
     alerts: list[Alert] = field(default_factory=list)
@@ -298,7 +274,7 @@ class SlaEngine:
         ]
 
     async def handle(self, messages: list[InboundMessage]) -> BatchResult:
-        tune_collector_once()
+        tune_for_batches(young_threshold=BATCH_YOUNG_COLLECTION_THRESHOLD)
         events = [e for e in map(self.reader.read, messages) if e is not None]
         result = BatchResult()
         if not events:

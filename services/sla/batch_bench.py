@@ -24,10 +24,8 @@ import cProfile
 import random
 import statistics
 import sys
-import tempfile
 import time
 import uuid
-from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -50,9 +48,9 @@ from schemas.tracking import (
     CaseTriagedStepEvent,
 )
 from schemas.values import CaseStatus, Category, Jurisdiction, Priority, Queue
-from services.runtime.db import connect_pool, database_named
+from services.runtime.db import connect_pool
 from services.runtime.deadletter import InboundMessage
-from services.runtime.embedded import start_embedded_database
+from services.runtime.infra import bench_database
 from services.runtime.settings import Settings
 from services.sla.app import SlaEngine, count_alerts
 from services.sla.policies import load_policy_book
@@ -234,24 +232,8 @@ async def measure(url: str, args: argparse.Namespace) -> list[Figures]:
 
 
 async def run(args: argparse.Namespace) -> list[Figures]:
-    with ExitStack() as stack:
-        settings = Settings()
-        if settings.database_url is not None:
-            server_url = settings.database_url.get_secret_value()
-        else:
-            work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parley-sla-batch-bench-")))
-            database = start_embedded_database(work_dir / "pgdata", delete_on_stop=True)
-            stack.callback(database.stop)
-            server_url = database.url
-        name = f"parley_sla_batch_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(server_url)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            return await measure(database_named(server_url, name), args)
-        finally:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
-    raise AssertionError("unreachable")
+    async with bench_database("sla_batch") as url:
+        return await measure(url, args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,7 +26,7 @@ import sys
 import tempfile
 import time
 import uuid
-from contextlib import ExitStack
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -39,8 +39,9 @@ from aiokafka import AIOKafkaConsumer
 
 from schemas import topics
 from schemas.values import ClockName
-from services.runtime.db import connect_pool, database_named
-from services.runtime.embedded import die_with_parent, start_embedded_broker, start_embedded_database
+from services.runtime.db import connect_pool
+from services.runtime.embedded import die_with_parent, start_embedded_broker
+from services.runtime.infra import bench_database
 from services.runtime.kafka import ensure_topics
 from services.runtime.settings import Settings
 from services.sla import logic
@@ -253,7 +254,7 @@ def start_worker(env: dict[str, str], log: Any) -> subprocess.Popen[bytes]:
 async def run(args: argparse.Namespace) -> Figures:
     figures = Figures(clocks=args.clocks, measured=args.measured)
     figures.logic_clocks_per_second = logic_rate(args.logic_seconds)
-    with ExitStack() as stack:
+    async with AsyncExitStack() as stack:
         work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="parley-sla-bench-")))
         settings = Settings()
         bootstrap = settings.kafka_bootstrap_servers
@@ -261,16 +262,7 @@ async def run(args: argparse.Namespace) -> Figures:
             broker = start_embedded_broker(work_dir / "broker.log")
             stack.callback(broker.stop)
             bootstrap = broker.bootstrap_servers
-        if settings.database_url is not None:
-            server_url = settings.database_url.get_secret_value()
-        else:
-            database = start_embedded_database(work_dir / "pgdata", delete_on_stop=True)
-            stack.callback(database.stop)
-            server_url = database.url
-        name = f"parley_sla_bench_{uuid.uuid4().hex[:8]}"
-        admin = await asyncpg.connect(server_url)
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = database_named(server_url, name)
+        url = await stack.enter_async_context(bench_database("sla"))
         prefix = f"bench-{uuid.uuid4().hex[:6]}."
         pool = await connect_pool(url, min_size=1, max_size=2)
         worker: subprocess.Popen[bytes] | None = None
@@ -352,8 +344,6 @@ async def run(args: argparse.Namespace) -> Figures:
                 except subprocess.TimeoutExpired:
                     worker.kill()
             await pool.close()
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await admin.close()
     return figures
 
 

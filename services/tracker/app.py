@@ -8,7 +8,6 @@ leaves through the outbox.
 
 from __future__ import annotations
 
-import gc
 import logging
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -20,6 +19,7 @@ from schemas import topics
 from schemas.envelope import CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE
 from schemas.plans import PlanProposedEvent
 from schemas.routing import CaseRoutedEvent
+from services.runtime.collector import tune_for_batches
 from services.runtime.db import transaction
 from services.runtime.deadletter import InboundMessage
 from services.runtime.errors import PermanentError
@@ -58,14 +58,6 @@ def _count(counts: dict[str, int]) -> None:
     for step, number in counts.items():
         if number:
             TRACKER_STEPS.labels(step=step).inc(number)
-
-
-def freeze_heap() -> None:
-    """Move what is alive when the first batch comes (modules, the app, its clients) out of the cycle collector's
-    way: each batch leaves objects that age into the oldest generation, and every full collection walked the
-    whole heap again. Those objects live as long as the process; what they drop later is still freed."""
-    gc.collect()
-    gc.freeze()
 
 
 def tracker_config(settings: Settings) -> TrackerConfig:
@@ -110,7 +102,6 @@ class Tracker:
             "tracking": settings.topic(topics.CASE_TRACKING),
             "plan_requested": settings.topic(topics.PLAN_REQUESTED),
         }
-        self._heap_frozen = False
 
     def kind_of(self, message: InboundMessage) -> InboundKind:
         if message.topic in self._routed_topics:
@@ -122,9 +113,7 @@ class Tracker:
         raise PermanentError("unexpected_topic", f"the tracker does not read {message.topic}")
 
     async def handle(self, messages: list[InboundMessage]) -> dict[str, int]:
-        if not self._heap_frozen:
-            freeze_heap()
-            self._heap_frozen = True
+        tune_for_batches()
         # Parse first: a malformed record fails the batch before any SQL (the worker then isolates it).
         parsed: dict[str, Incoming] = {}
         for message in messages:

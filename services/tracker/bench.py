@@ -15,11 +15,8 @@ import asyncio
 import cProfile
 import json
 import sys
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -31,9 +28,8 @@ import psutil
 
 from schemas import topics
 from services.runtime.db import connect_pool
-from services.runtime.db import scratch_database as runtime_scratch_database
 from services.runtime.deadletter import InboundMessage
-from services.runtime.embedded import start_embedded_database
+from services.runtime.infra import bench_database
 from services.runtime.settings import Settings
 from services.tracker.app import Tracker
 from services.tracker.logic import case_id_for
@@ -85,22 +81,6 @@ def action_value(name: str, case_id: uuid.UUID, n: int, **fields: Any) -> bytes:
             "data": {"case_id": str(case_id), "agent_id": "E1", **fields},
         }
     ).encode()
-
-
-@asynccontextmanager
-async def scratch_database() -> AsyncIterator[str]:
-    """A database of this bench's own: on the configured server, else on an embedded one."""
-    configured = Settings().database_url
-    if configured is not None:
-        async with runtime_scratch_database(configured.get_secret_value(), "tracker") as url:
-            yield url
-        return
-    with tempfile.TemporaryDirectory(prefix="parley-bench-") as directory:
-        database = start_embedded_database(Path(directory) / "pg", delete_on_stop=True)
-        try:
-            yield database.url
-        finally:
-            database.stop()
 
 
 @dataclass
@@ -192,7 +172,7 @@ async def run(cases: int, batch: int, warm_up: int, profile: Path | None = None)
     warm = [Phase(p.label, p.messages[: len(p.messages) * warm_up // (warm_up + cases)], p.unit) for p in prepared]
     measured = [Phase(p.label, p.messages[len(w.messages) :], p.unit) for p, w in zip(prepared, warm, strict=True)]
     figures: dict[str, float] = {}
-    async with scratch_database() as url:
+    async with bench_database("tracker") as url:
         pool = await connect_pool(url, min_size=2, max_size=2)
         try:
             tracker = Tracker(pool, settings)
