@@ -48,8 +48,8 @@ from services.simulator.app import CHANNEL_WEIGHTS
 from services.simulator.logic import Memory, generate
 
 PERSISTED = "SELECT count(*) FROM tracker.case_feedback"
-# How long after the offer stops the pipeline may take to persist the rest: the embedded broker answers idle
-# fetches only after their full wait (1.5 s, ../shared/broker.md), and there are four hops.
+# How long after the offer stops the pipeline may take to persist the rest: four hops, each a batch wait and,
+# when idle, a full fetch wait (the embedded broker never answers a waiting fetch early, ../shared/broker.md).
 DRAIN_ALLOWANCE_SECONDS = 6.0
 
 

@@ -148,16 +148,13 @@ class BatchConsumer:
         return batches
 
     async def _handle(self, batches: Mapping[TopicPartition, list[ConsumerRecord[bytes, bytes]]]) -> None:
-        by_handler: dict[str, list[InboundMessage]] = {}
-        for partition, records in batches.items():
-            if records:
-                by_handler.setdefault(partition.topic, []).extend(inbound(record) for record in records)
-                self.last_read[partition] = records[-1].offset
         # One call per handler (topics that share a handler share a call), records of a partition in order.
         grouped: dict[int, tuple[Handler, list[InboundMessage]]] = {}
-        for topic, messages in by_handler.items():
-            handler = self._handlers[topic]
-            grouped.setdefault(id(handler), (handler, []))[1].extend(messages)
+        for partition, records in batches.items():
+            if records:
+                handler = self._handlers[partition.topic]
+                grouped.setdefault(id(handler), (handler, []))[1].extend(inbound(record) for record in records)
+                self.last_read[partition] = records[-1].offset
         for handler, messages in grouped.values():
             await self._process(messages, handler)
         await self._commit({partition: records[-1].offset + 1 for partition, records in batches.items() if records})

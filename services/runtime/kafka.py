@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import ssl
 from collections.abc import Iterable
@@ -10,6 +11,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 
 from schemas import topics
@@ -37,6 +39,22 @@ class Record:
 def event_record(topic: str, key: str, event: CloudEvent[Any]) -> Record:
     """A CloudEvent in structured mode, keyed so that one case's events stay in order."""
     return Record(topic, key.encode(), event.to_json_bytes(), [(CONTENT_TYPE_HEADER, STRUCTURED_CONTENT_TYPE.encode())])
+
+
+async def send_all(producer: AIOKafkaProducer, records: list[Record]) -> list[BaseException | None]:
+    """Queue every record, then wait for every ack: a batch costs a few produce requests, not one per record.
+
+    One outcome per record, in order: None when the broker acknowledged it, else what went wrong.
+    """
+    try:
+        deliveries = [
+            await producer.send(record.topic, value=record.value, key=record.key, headers=record.headers)
+            for record in records
+        ]
+    except KafkaError as exc:  # queueing failed (no metadata in time): none of them is known to be sent
+        return [exc] * len(records)
+    outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
+    return [outcome if isinstance(outcome, BaseException) else None for outcome in outcomes]
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -11,6 +11,7 @@ id: each would be a time series of its own, and some are personal data.
 
 from __future__ import annotations
 
+import collections
 import re
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -291,6 +292,12 @@ REGISTRY.register(WORKERS)
 
 
 # ---- helpers ----
+
+
+def count_events_out(source: str, published_topics: Iterable[str], prefix: str) -> None:
+    """Count published records in ``parley_events_out_total``, one increment per topic."""
+    for topic, count in collections.Counter(published_topics).items():
+        EVENTS_OUT.labels(source, topic_label(topic, prefix)).inc(count)
 
 
 def topic_label(topic: str, prefix: str) -> str:

@@ -19,7 +19,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass
 
 import asyncpg
@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaProducer
 
 from services.runtime import metrics
 from services.runtime.db import OUTBOX_CHANNEL, transaction
+from services.runtime.kafka import Record, send_all
 
 log = logging.getLogger(__name__)
 
@@ -127,21 +128,21 @@ class OutboxRelay:
             )
             if not rows:
                 return 0
-            deliveries = [
-                await self._producer.send(
-                    row["topic"],
-                    value=row["value"],
-                    key=row["key"],
-                    headers=[(name, value.encode()) for name, value in row["headers"]],
+            records = [
+                Record(
+                    row["topic"], row["key"], row["value"], [(name, value.encode()) for name, value in row["headers"]]
                 )
                 for row in rows
             ]
-            await asyncio.gather(*deliveries)
+            # Any failure keeps every row: the next attempt publishes them all again (consumers drop repeats).
+            outcomes = await send_all(self._producer, records)
+            failure = next((outcome for outcome in outcomes if outcome is not None), None)
+            if failure is not None:
+                raise failure
             await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [row["id"] for row in rows])
         self._published_marks.append((time.monotonic(), max(row["id"] for row in rows)))
         self.published_total += len(rows)
-        for topic, count in Counter(row["topic"] for row in rows).items():
-            metrics.EVENTS_OUT.labels(self._source, metrics.topic_label(topic, self._topic_prefix)).inc(count)
+        metrics.count_events_out(self._source, (row["topic"] for row in rows), self._topic_prefix)
         return len(rows)
 
     async def backlog(self) -> OutboxBacklog:

@@ -31,7 +31,7 @@ from services.runtime.db import connect_pool
 from services.runtime.deadletter import InboundMessage, dead_letter_record
 from services.runtime.errors import PermanentError, RetryableError
 from services.runtime.health import HealthServer, Status
-from services.runtime.kafka import Record, client_options, ensure_topics, new_producer
+from services.runtime.kafka import Record, client_options, ensure_topics, new_producer, send_all
 from services.runtime.outbox import OutboxRelay
 from services.runtime.settings import Settings
 
@@ -429,28 +429,17 @@ class ProcessorApp(faust.App):
         pending = records
         backoff = self.settings.retry_initial_backoff_seconds
         while pending:
-            outcomes: list[BaseException | object]
-            try:
-                deliveries = [
-                    await self._direct_producer.send(
-                        record.topic, value=record.value, key=record.key, headers=record.headers
-                    )
-                    for record in pending
-                ]
-                outcomes = await asyncio.gather(*deliveries, return_exceptions=True)
-            except KafkaError as exc:
-                outcomes = [exc] * len(pending)
+            outcomes = await send_all(self._direct_producer, pending)
             failed: list[Record] = []
-            published: Counter[str] = Counter()
+            published: list[str] = []
             for record, outcome in zip(pending, outcomes, strict=True):
-                if isinstance(outcome, KafkaError):
+                if outcome is None:
+                    published.append(record.topic)
+                elif isinstance(outcome, KafkaError):
                     failed.append(record)
-                elif isinstance(outcome, BaseException):
-                    raise outcome
                 else:
-                    published[record.topic] += 1
-            for topic, count in published.items():
-                metrics.EVENTS_OUT.labels(self.processor, self._topic_label(topic)).inc(count)
+                    raise outcome
+            metrics.count_events_out(self.processor, published, self.settings.kafka_topic_prefix)
             if failed:
                 metrics.RETRIES.labels(self.processor, "publish").inc()
                 log.warning("publish failed; retrying", extra={"records": len(failed), "topic": failed[0].topic})

@@ -5,7 +5,7 @@ merges and agent actions) parsed, loaded, decided and written in one transaction
 cases, hash-chained audit rows, outbox), exactly as the worker does, against a real PostgreSQL:
 the server ``DATABASE_URL`` names (a scratch database is created and dropped) or an embedded one.
 Prints, per phase, events per second and the CPU each event costs: this process (the handler the worker's
-faust agent calls) plus the PostgreSQL backends that run its SQL, in milliseconds per event.
+consumer calls) plus the PostgreSQL backends that run its SQL, in milliseconds per event.
 """
 
 from __future__ import annotations
